@@ -1,0 +1,11 @@
+//! One module per role. Each exposes its clap type and `async fn run(..) -> anyhow::Result<ExitCode>`.
+
+pub mod engine;
+pub mod evidence;
+pub mod gateway;
+pub mod issuer;
+pub mod ledger;
+pub mod monitor;
+pub mod relay;
+pub mod release;
+pub mod witness;

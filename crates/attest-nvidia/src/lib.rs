@@ -1,0 +1,1 @@
+//! NVIDIA Hopper SPDM measurement verifier.

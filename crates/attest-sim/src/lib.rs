@@ -1,0 +1,1 @@
+//! Simulated TEE platform: SEV-SNP-format evidence signed by a local simulated vendor chain.

@@ -1,0 +1,1 @@
+//! Platform-neutral evidence model, trust policy and the VerifiedEvidence proof type.

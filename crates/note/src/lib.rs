@@ -1,0 +1,1 @@
+//! C2SP signed-note, tlog-checkpoint and tlog-cosignature (no I/O).

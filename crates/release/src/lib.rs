@@ -1,0 +1,1 @@
+//! Ledger entries (release manifests, OHTTP key-config entries), stapled bundles and client-side VerifiedInclusion.

@@ -1,0 +1,1 @@
+//! The client SDK an app embeds: tokens, key configs, OHTTP, attested sessions.

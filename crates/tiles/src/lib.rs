@@ -1,0 +1,1 @@
+//! C2SP tlog-tiles: tile paths and tile encoding (no I/O).

@@ -1,0 +1,1 @@
+//! The OHTTP gateway (operator): decapsulates, redeems tokens, routes sessions.

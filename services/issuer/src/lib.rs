@@ -1,0 +1,1 @@
+//! The Privacy Pass issuer service.

@@ -1,0 +1,1 @@
+//! The transparency ledger service: sequencer, durable storage, tiles, witness collection.

@@ -1,0 +1,1 @@
+//! The OHTTP relay (third party): forwards encapsulated bodies only.

@@ -1,0 +1,1 @@
+//! The C2SP tlog-witness service.
