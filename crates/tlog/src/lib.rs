@@ -223,12 +223,11 @@ pub fn inclusion_proof_len(index: u64, size: u64) -> usize {
     let mut s_n = size.saturating_sub(1);
     let mut n = 0;
     while s_n != 0 {
-        if f_n & 1 == 1 || f_n == s_n {
-            if f_n & 1 == 0 {
-                while f_n & 1 == 0 && f_n != 0 {
-                    f_n >>= 1;
-                    s_n >>= 1;
-                }
+        // Same walk as `verify_inclusion`, counting steps instead of hashing.
+        if f_n == s_n && f_n & 1 == 0 {
+            while f_n & 1 == 0 && f_n != 0 {
+                f_n >>= 1;
+                s_n >>= 1;
             }
         }
         f_n >>= 1;
