@@ -1,0 +1,48 @@
+//! RA-TLS for Confide: TLS 1.3 whose certificate carries TEE evidence binding
+//! the certificate key, plus the stapled ledger bundle that lists the node's
+//! measurement.
+//!
+//! Node side ([`NodeCredential`]): a fresh ECDSA P-256 key per certificate,
+//! REPORT_DATA = SHA-256(SPKI) || SHA-256(GPU evidence) or zeros
+//! ([`report_data()`]), evidence from an [`Attester`], and a short-lived
+//! self-signed certificate with the id-pe-cmw extension
+//! (draft-ietf-rats-msg-wrap section 6.1) holding a CMW collection ([`cmw`]).
+//! [`CertRefresher`] says when the next certificate is due.
+//!
+//! Client side ([`RaTlsServerVerifier`], and [`RaTlsClientVerifier`] for mutual
+//! node-to-node TLS): parse the extension, verify the evidence and the ledger
+//! bundle through [`EvidenceVerifier`] and [`InclusionVerifier`] with time
+//! passed in, check that REPORT_DATA binds this very certificate key, that
+//! evidence and ledger entry agree on platform, measurement and model digest
+//! and that the entry is valid now, and still verify the TLS 1.3
+//! CertificateVerify signature with the certificate key. Only then does a
+//! [`VerifiedNode`] exist ([`PeerVerification::take_verified`]).
+//!
+//! No I/O: bytes, keys and time come in as arguments. See `docs/ratls.md`.
+
+mod cbor;
+pub mod cmw;
+mod config;
+mod error;
+mod node;
+mod report_data;
+mod traits;
+mod verify;
+
+pub use config::{
+    ManualClock, client_connection, mutual_server_connection, provider, server_config,
+};
+pub use error::{ExternalError, RatlsError, ReportDataHalf};
+pub use node::{CertRefresher, GpuEvidence, NODE_SERVER_NAME, NodeCertResolver, NodeCredential};
+pub use report_data::report_data;
+pub use traits::{
+    Attester, CheckpointRef, EvidenceClaims, EvidenceVerifier, GpuEvidenceVerifier,
+    InclusionVerifier, LedgerEntryClaims,
+};
+pub use verify::{
+    NodePolicy, NodeVerifier, PeerVerification, RaTlsClientVerifier, RaTlsServerVerifier,
+    VerifiedNode,
+};
+
+/// Re-exported so callers name the same rustls types this crate uses.
+pub use rustls;
