@@ -16,12 +16,14 @@
 //! their freshness comes from REPORT_DATA binding an ephemeral TLS key (and for the GPU, the
 //! SPDM nonce derived from it), so a replayed report is useless without that key.
 
+pub mod attester;
 pub mod error;
 pub mod evidence;
 pub mod input;
 pub mod policy;
 pub mod verified;
 
+pub use attester::{AttestRequest, Attester};
 pub use error::{Error, PlatformError};
 pub use evidence::{
     Binding, Evidence, GpuEvidence, Platform, binding_digest, gpu_nonce, report_data,
