@@ -1,0 +1,447 @@
+//! Entry encoding known answers and round trips, bundle limits, and every negative
+//! case of client-side verification, each with its own typed error.
+#![allow(clippy::unwrap_used)]
+
+use confide_note::{Checkpoint, KeyType, Note, SignerKey};
+use confide_release::{
+    Bundle, Error, KeyConfigEntry, LedgerEntry, LedgerTrust, Platform, ReleaseManifest,
+    StoredCheckpoint, verify_bundle, verify_checkpoint,
+};
+use confide_tlog::{Hash, MemoryTree, consistency_proof, inclusion_proof, leaf_hash};
+
+const ORIGIN: &str = "ledger.confide.test";
+
+fn manifest(i: u64) -> ReleaseManifest {
+    ReleaseManifest {
+        platform: Platform::SevSnp,
+        measurement: vec![0xAB; 48],
+        model_digest: [0x11; 32],
+        source_revision: format!("git:{i:040x}"),
+        build_recipe_digest: [0x22; 32],
+        not_before: 1_700_000_000,
+        not_after: 1_800_000_000,
+        notes: "first release\nwith notes".into(),
+    }
+}
+
+#[test]
+fn entry_known_answer_and_round_trip() {
+    let e = LedgerEntry::Release(manifest(1));
+    let b = e.encode().unwrap();
+    // Layout pinned: magic, kind, platform, measurement length. The leaf hash below
+    // was computed independently (Python hashlib over the layout in entry.rs).
+    assert!(b.starts_with(b"confide-ledger-entry/v1\n\x01\x01\x30"));
+    assert_eq!(
+        b.len(),
+        24 + 1 + 1 + 1 + 48 + 32 + 2 + 44 + 32 + 8 + 8 + 2 + 24
+    );
+    assert_eq!(
+        hex::encode(leaf_hash(&b).0),
+        hex::encode(e.leaf_hash().unwrap().0)
+    );
+    assert_eq!(
+        format!("{:?}", e.leaf_hash().unwrap()),
+        "7b59b87ece78324a84eace924bb72590beac4ea0b5bb925faa123e75171688c3"
+    );
+    assert_eq!(LedgerEntry::decode(&b).unwrap(), e);
+
+    let k = LedgerEntry::KeyConfig(KeyConfigEntry {
+        key_config: vec![0, 0x29, 1, 2, 3],
+        not_before: 5,
+        not_after: 6,
+    });
+    let kb = k.encode().unwrap();
+    assert_eq!(
+        hex::encode(&kb),
+        format!(
+            "{}02{}{}{}",
+            hex::encode(b"confide-ledger-entry/v1\n"),
+            "00050029010203",
+            "0000000000000005",
+            "0000000000000006"
+        )
+    );
+    assert_eq!(LedgerEntry::decode(&kb).unwrap(), k);
+}
+
+#[test]
+fn entry_decoder_rejects_non_canonical_and_malformed() {
+    let b = LedgerEntry::Release(manifest(1)).encode().unwrap();
+    let mut trailing = b.clone();
+    trailing.push(0);
+    assert_eq!(
+        LedgerEntry::decode(&trailing),
+        Err(Error::MalformedEntry("trailing bytes"))
+    );
+    assert_eq!(
+        LedgerEntry::decode(&b[..b.len() - 1]),
+        Err(Error::MalformedEntry("truncated"))
+    );
+    let mut magic = b.clone();
+    magic[0] = b'C';
+    assert!(matches!(
+        LedgerEntry::decode(&magic),
+        Err(Error::MalformedEntry(_))
+    ));
+    let mut platform = b.clone();
+    platform[25] = 9;
+    assert!(matches!(
+        LedgerEntry::decode(&platform),
+        Err(Error::InvalidField {
+            field: "platform",
+            ..
+        })
+    ));
+    // A 47-byte measurement (length byte and data shortened consistently).
+    let mut short = b[..26].to_vec();
+    short.push(47);
+    short.extend_from_slice(&b[27..27 + 47]);
+    short.extend_from_slice(&b[27 + 48..]);
+    assert!(matches!(
+        LedgerEntry::decode(&short),
+        Err(Error::MeasurementLength {
+            want: 48,
+            got: 47,
+            ..
+        })
+    ));
+    let mut kind = b.clone();
+    kind[24] = 7;
+    assert!(matches!(
+        LedgerEntry::decode(&kind),
+        Err(Error::MalformedEntry(_))
+    ));
+    assert!(LedgerEntry::decode(&vec![0u8; 20_000]).is_err());
+    // Validity window reversed.
+    let mut m = manifest(1);
+    m.not_before = m.not_after + 1;
+    assert!(matches!(
+        LedgerEntry::Release(m).encode(),
+        Err(Error::InvalidField {
+            field: "not_after",
+            ..
+        })
+    ));
+}
+
+#[test]
+fn human_documents() {
+    let toml = r#"
+platform = "sev-snp"
+measurement = "abababababababababababababababababababababababababababababababababababababababababababababababab"
+model_digest = "1111111111111111111111111111111111111111111111111111111111111111"
+source_revision = "git:0000000000000000000000000000000000000001"
+build_recipe_digest = "2222222222222222222222222222222222222222222222222222222222222222"
+not_before = "2023-11-14T22:13:20Z"
+not_after = 1800000000
+notes = "first release\nwith notes"
+"#;
+    let e = LedgerEntry::from_document(toml).unwrap();
+    assert_eq!(e, LedgerEntry::Release(manifest(1)));
+    let json = e.to_json().unwrap();
+    assert!(json.contains("\"kind\": \"release\""));
+    assert_eq!(LedgerEntry::from_document(&json).unwrap(), e);
+    assert!(matches!(
+        LedgerEntry::from_toml(&format!("{toml}\nextra = 1\n")),
+        Err(Error::Document(_))
+    ));
+    assert!(matches!(
+        LedgerEntry::from_toml(&toml.replace("sev-snp", "sgx")),
+        Err(Error::Document(_))
+    ));
+    assert!(matches!(
+        LedgerEntry::from_toml(&toml.replace("abab", "ab")),
+        Err(Error::MeasurementLength { .. })
+    ));
+    let kc = LedgerEntry::from_document(
+        r#"{"kind":"key-config","key_config":"0029","not_before":1,"not_after":2}"#,
+    )
+    .unwrap();
+    assert!(matches!(kc, LedgerEntry::KeyConfig(_)));
+}
+
+/// A small log with a ledger key and three witnesses, as the ledger service runs it.
+struct Log {
+    ledger: SignerKey,
+    witnesses: Vec<SignerKey>,
+    tree: MemoryTree,
+    entries: Vec<Vec<u8>>,
+}
+
+impl Log {
+    fn new(n: u64) -> Self {
+        let mut l = Self {
+            ledger: SignerKey::from_seed(ORIGIN, KeyType::Ed25519, &[1; 32]).unwrap(),
+            witnesses: (0..3u8)
+                .map(|i| {
+                    SignerKey::from_seed(
+                        &format!("w{i}.test"),
+                        KeyType::CosignatureV1,
+                        &[10 + i; 32],
+                    )
+                    .unwrap()
+                })
+                .collect(),
+            tree: MemoryTree::new(),
+            entries: Vec::new(),
+        };
+        for i in 0..n {
+            let b = LedgerEntry::Release(manifest(i)).encode().unwrap();
+            l.tree.push(leaf_hash(&b));
+            l.entries.push(b);
+        }
+        l
+    }
+
+    fn note(&self, size: u64, root: Hash, cosigners: usize) -> String {
+        let cp = Checkpoint::new(ORIGIN, size, root).unwrap();
+        let mut n = Note::new(&cp.to_text()).unwrap();
+        n.add_signature(self.ledger.sign_note(n.text()).unwrap())
+            .unwrap();
+        for w in self.witnesses.iter().take(cosigners) {
+            n.add_signature(w.cosign(&cp.to_text(), 1_750_000_000).unwrap())
+                .unwrap();
+        }
+        n.encode()
+    }
+
+    fn checkpoint(&self, size: u64) -> String {
+        self.note(size, self.tree.root_at(size).unwrap(), 3)
+    }
+
+    fn bundle(&self, index: u64, size: u64) -> Bundle {
+        Bundle {
+            entry: self.entries[index as usize].clone(),
+            index,
+            proof: inclusion_proof(&self.tree, index, size).unwrap(),
+            checkpoint: self.checkpoint(size),
+        }
+    }
+
+    fn trust(&self, quorum: usize) -> LedgerTrust {
+        let w: Vec<String> = self
+            .witnesses
+            .iter()
+            .map(|w| w.verifier().to_vkey())
+            .collect();
+        LedgerTrust::new(&self.ledger.verifier().to_vkey(), &w, quorum).unwrap()
+    }
+}
+
+#[test]
+fn good_bundle_verifies_and_round_trips() {
+    let log = Log::new(21);
+    let b = log.bundle(13, 21);
+    let enc = b.encode().unwrap();
+    assert!(enc.len() < Bundle::MAX_ENCODED_LEN);
+    assert_eq!(Bundle::decode(&enc).unwrap(), b);
+    let v = verify_bundle(&b, &log.trust(2), None, None).unwrap();
+    assert_eq!(v.index(), 13);
+    assert_eq!(v.entry(), &LedgerEntry::Release(manifest(13)));
+    assert_eq!(v.checkpoint().size(), 21);
+    assert_eq!(v.verified_checkpoint().cosigners().len(), 3);
+    // The stored form round-trips.
+    let stored = StoredCheckpoint::parse(&v.checkpoint().encode()).unwrap();
+    assert_eq!(&stored, v.checkpoint());
+}
+
+#[test]
+fn bundle_decoder_limits() {
+    let log = Log::new(5);
+    let enc = log.bundle(1, 5).encode().unwrap();
+    assert_eq!(
+        Bundle::decode(&enc[..enc.len() - 1]),
+        Err(Error::MalformedBundle("truncated"))
+    );
+    let mut t = enc.clone();
+    t.push(0);
+    assert_eq!(
+        Bundle::decode(&t),
+        Err(Error::MalformedBundle("trailing bytes"))
+    );
+    assert!(matches!(
+        Bundle::decode(&vec![0; Bundle::MAX_ENCODED_LEN + 1]),
+        Err(Error::BundleTooLarge(_))
+    ));
+    let mut big_proof = log.bundle(1, 5);
+    big_proof.proof = vec![Hash::default(); 65];
+    assert!(matches!(
+        big_proof.encode(),
+        Err(Error::BundleTooLarge("proof"))
+    ));
+    let mut m = enc.clone();
+    m[0] = b'X';
+    assert!(matches!(Bundle::decode(&m), Err(Error::MalformedBundle(_))));
+}
+
+#[test]
+fn negative_cases_each_have_their_own_error() {
+    let log = Log::new(21);
+    let trust = log.trust(2);
+    let good = log.bundle(13, 21);
+
+    // Wrong leaf: another entry under this index's proof.
+    let mut b = good.clone();
+    b.entry = log.entries[12].clone();
+    assert_eq!(
+        verify_bundle(&b, &trust, None, None).unwrap_err(),
+        Error::NotIncluded
+    );
+
+    // Wrong index (inside the tree) and index outside the tree.
+    let mut b = good.clone();
+    b.index = 12;
+    assert_eq!(
+        verify_bundle(&b, &trust, None, None).unwrap_err(),
+        Error::NotIncluded
+    );
+    b.index = 21;
+    assert_eq!(
+        verify_bundle(&b, &trust, None, None).unwrap_err(),
+        Error::IndexOutOfRange {
+            index: 21,
+            size: 21
+        }
+    );
+
+    // Truncated and padded proofs.
+    let mut b = good.clone();
+    b.proof.pop();
+    assert!(matches!(
+        verify_bundle(&b, &trust, None, None),
+        Err(Error::TruncatedProof { .. })
+    ));
+    let mut b = good.clone();
+    b.proof.push(Hash::default());
+    assert!(matches!(
+        verify_bundle(&b, &trust, None, None),
+        Err(Error::PaddedProof { .. })
+    ));
+
+    // Wrong root: a checkpoint properly signed and cosigned, over another root.
+    let mut b = good.clone();
+    b.checkpoint = log.note(21, Hash([9; 32]), 3);
+    assert_eq!(
+        verify_bundle(&b, &trust, None, None).unwrap_err(),
+        Error::NotIncluded
+    );
+
+    // Bad ledger signature: the checkpoint text altered after signing.
+    let mut b = good.clone();
+    let root_line = b.checkpoint.lines().nth(2).unwrap().to_owned();
+    b.checkpoint = b.checkpoint.replacen("21\n", "22\n", 1);
+    assert!(b.checkpoint.contains(&root_line));
+    assert_eq!(
+        verify_bundle(&b, &trust, None, None).unwrap_err(),
+        Error::BadLedgerSignature
+    );
+
+    // Unknown key: a checkpoint signed only by another ledger key.
+    let mut other = Log::new(21);
+    other.ledger = SignerKey::from_seed(ORIGIN, KeyType::Ed25519, &[2; 32]).unwrap();
+    let mut b = good.clone();
+    b.checkpoint = other.checkpoint(21);
+    assert_eq!(
+        verify_bundle(&b, &trust, None, None).unwrap_err(),
+        Error::UnknownLedgerKey
+    );
+
+    // Too few witness cosignatures.
+    let mut b = good.clone();
+    b.checkpoint = log.note(21, log.tree.root(), 1);
+    assert_eq!(
+        verify_bundle(&b, &trust, None, None).unwrap_err(),
+        Error::TooFewCosignatures {
+            valid: 1,
+            required: 2
+        }
+    );
+
+    // Malformed note text.
+    let mut b = good.clone();
+    b.checkpoint = "ledger.confide.test\n21\n".into();
+    assert!(matches!(
+        verify_bundle(&b, &trust, None, None),
+        Err(Error::MalformedCheckpoint(_))
+    ));
+
+    // Forked checkpoint of the same size as the stored one.
+    let stored = StoredCheckpoint::new(ORIGIN, 21, Hash([5; 32])).unwrap();
+    assert_eq!(
+        verify_bundle(&good, &trust, Some(&stored), None).unwrap_err(),
+        Error::Fork { size: 21 }
+    );
+
+    // Rollback: smaller than stored.
+    let stored = StoredCheckpoint::new(ORIGIN, 30, Hash([5; 32])).unwrap();
+    assert_eq!(
+        verify_bundle(&good, &trust, Some(&stored), None).unwrap_err(),
+        Error::Rollback {
+            stored: 30,
+            got: 21
+        }
+    );
+
+    // Grown tree: needs a consistency proof, which must be right.
+    let stored = StoredCheckpoint::new(ORIGIN, 8, log.tree.root_at(8).unwrap()).unwrap();
+    assert_eq!(
+        verify_bundle(&good, &trust, Some(&stored), None).unwrap_err(),
+        Error::ConsistencyProofRequired { from: 8, to: 21 }
+    );
+    let proof = consistency_proof(&log.tree, 8, 21).unwrap();
+    let v = verify_bundle(&good, &trust, Some(&stored), Some(&proof)).unwrap();
+    assert_eq!(v.checkpoint().size(), 21);
+    let forked = StoredCheckpoint::new(ORIGIN, 8, Hash([6; 32])).unwrap();
+    assert!(matches!(
+        verify_bundle(&good, &trust, Some(&forked), Some(&proof)),
+        Err(Error::Inconsistent(_))
+    ));
+    // Stored checkpoint of another log.
+    let alien = StoredCheckpoint::new("other.log", 8, Hash([6; 32])).unwrap();
+    assert_eq!(
+        verify_bundle(&good, &trust, Some(&alien), Some(&proof)).unwrap_err(),
+        Error::StoredOriginMismatch
+    );
+
+    // Tampered entry that no longer parses.
+    let mut b = good.clone();
+    b.entry.push(1);
+    assert!(matches!(
+        verify_bundle(&b, &trust, None, None),
+        Err(Error::MalformedEntry(_))
+    ));
+}
+
+#[test]
+fn trust_configuration_is_validated() {
+    let log = Log::new(1);
+    let l = log.ledger.verifier().to_vkey();
+    let w: Vec<String> = log
+        .witnesses
+        .iter()
+        .map(|w| w.verifier().to_vkey())
+        .collect();
+    assert!(matches!(
+        LedgerTrust::new(&l, &w, 4),
+        Err(Error::QuorumTooLarge {
+            quorum: 4,
+            witnesses: 3
+        })
+    ));
+    assert!(matches!(
+        LedgerTrust::new(&w[0], &w[1..], 1),
+        Err(Error::TrustKeyType(_))
+    ));
+    assert!(matches!(
+        LedgerTrust::new(&l, &[w[0].clone(), w[0].clone()], 1),
+        Err(Error::DuplicateWitness(_))
+    ));
+    assert!(matches!(
+        LedgerTrust::new("nonsense", &w, 1),
+        Err(Error::TrustKey(_))
+    ));
+    // verify_checkpoint on its own, as the monitor uses it.
+    let t = LedgerTrust::new(&l, &w, 3).unwrap();
+    let v = verify_checkpoint(&log.checkpoint(1), &t, None, None).unwrap();
+    assert_eq!(v.checkpoint().size(), 1);
+}
