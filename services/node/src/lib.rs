@@ -1,0 +1,74 @@
+//! The Confide node: the only place plaintext exists.
+//!
+//! A node runs inside a TEE (or, for development, on the loudly-labelled simulated
+//! platform). It measures itself ([`measure`]), obtains evidence binding a fresh TLS key
+//! and its model/configuration ([`adapters::EvidenceAttester`], [`tsm`]), staples its
+//! ledger inclusion bundle ([`ledger`]), and serves RA-TLS sessions whose records reach it
+//! through the gateway ([`server`], the node side of `docs/sessions.md`). Inside a
+//! session, application [`frames`] carry `summarize` / `suggest` requests to the engine
+//! and stream generated text back.
+//!
+//! Operational discipline (DESIGN.md, "Operational discipline inside the node"):
+//! - nothing leaves as a log line unless [`egress`] allows it (typed events, numbers,
+//!   fixed kinds), at every level, and panics print a fixed line;
+//! - the node refuses a writable working directory ([`node::check_cwd_read_only`]) and
+//!   writes no request content anywhere; prompts and outputs live in zeroizing buffers;
+//! - sessions expire when idle and their state is dropped; no debug or shell endpoints.
+//!
+//! [`node::Node::start`] ties it together; `confide node serve` is the binary entry.
+//! See `docs/node.md`.
+
+pub mod adapters;
+pub mod egress;
+pub mod frames;
+pub mod ledger;
+pub mod measure;
+pub mod node;
+pub mod server;
+pub mod tsm;
+
+pub use node::{BundleSource, EngineChoice, Measured, Node, NodeOptions, NodePlatform};
+pub use server::{NodeService, SESSION_ID_HEADER, ServiceSettings};
+
+/// Everything that can go wrong in the node. Messages name what failed, never request
+/// content or secrets.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The working directory is writable and the development override is not set.
+    #[error(
+        "the working directory is writable: a node must not be able to store request data \
+         (run it from a read-only directory, or pass --dev-allow-writable-cwd in development)"
+    )]
+    WritableCwd,
+    /// Measuring the executable failed.
+    #[error("measurement failed: {0}")]
+    Measure(&'static str),
+    /// A configuration value is unusable.
+    #[error("invalid node configuration: {0}")]
+    Config(&'static str),
+    /// The platform attester failed or its report does not fit the node.
+    #[error("attestation: {0}")]
+    Attestation(&'static str),
+    /// The simulated vendor directory could not be loaded or created.
+    #[error("simulated vendor: {0}")]
+    SimulatedVendor(#[source] confide_attest_sim::SimError),
+    /// Reading the ledger or building the bundle failed.
+    #[error("ledger: {0}")]
+    Ledger(&'static str),
+    /// No ledger entry lists this node.
+    #[error("release not found in the ledger: {0}")]
+    ReleaseNotFound(&'static str),
+    /// The engine could not be loaded.
+    #[error("engine: {0}")]
+    Engine(#[source] confide_engine::EngineError),
+    /// Issuing the RA-TLS credential failed.
+    #[error("RA-TLS credential: {0}")]
+    Ratls(#[source] confide_ratls::RatlsError),
+    /// Building the TLS configuration failed.
+    #[error("TLS configuration: {0}")]
+    Tls(#[source] confide_ratls::rustls::Error),
+    /// An application frame is malformed.
+    #[error("application frame: {0}")]
+    Frame(&'static str),
+}

@@ -1,0 +1,518 @@
+//! The node side of `docs/sessions.md`: TLS records in, TLS records out.
+//!
+//! | request | body | response |
+//! |---|---|---|
+//! | `POST /sessions` + header `confide-session-id` | TLS records | `200`, TLS records |
+//! | `POST /sessions/<id>` | TLS records | `200`, TLS records, streamed (chunked) |
+//! | `DELETE /sessions/<id>` | empty | `204` |
+//! | `GET /health` | — | `{"status":"ok","platform":..,"release_index":..}` |
+//!
+//! Each session owns one rustls `ServerConnection` (TLS 1.3 only, RA-TLS certificate,
+//! no resumption, no 0-RTT: see `confide_ratls`), driven without sockets: the request
+//! body is fed to `read_tls`, whatever rustls wants to send is taken with `write_tls`.
+//! Decrypted bytes go into a zeroizing [`FrameReader`]; each complete `request` frame
+//! is run on the engine and every text piece is sealed into a `chunk` frame and sent
+//! as soon as the model produces it, so the HTTP response streams.
+//!
+//! Replayed or reordered records fail the TLS record layer's AEAD with its implicit
+//! sequence number (RFC 8446 section 5.3), which is fatal: the node answers with the
+//! alert and forgets the session. Idle sessions expire and their state is dropped
+//! (rustls wipes its traffic secrets on drop; our buffers are `Zeroizing`).
+//!
+//! There are no other routes: no debug, metrics or shell endpoints.
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::io::{Read, Write};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant, SystemTime};
+
+use axum::Router;
+use axum::body::{Body, Bytes};
+use axum::extract::{DefaultBodyLimit, Path, State};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use confide_engine::features::{Limits, feature_params, suggest_prompt, summarize_prompt};
+use confide_engine::{Engine, EngineError, StreamEvent};
+use confide_ratls::ManualClock;
+use confide_ratls::rustls::pki_types::UnixTime;
+use confide_ratls::rustls::{ServerConfig, ServerConnection};
+use confide_svc::problem::Problem;
+use futures::StreamExt as _;
+use http::{HeaderMap, StatusCode};
+use tokio::sync::mpsc;
+use zeroize::Zeroizing;
+
+use crate::frames::{AppRequest, EndInfo, ErrorKind, Feature, Frame, FrameReader};
+
+/// Header carrying the gateway-chosen session id on `POST /sessions`.
+pub const SESSION_ID_HEADER: &str = "confide-session-id";
+/// Largest request body (TLS records) the node accepts in one call.
+pub const MAX_BODY: usize = 256 * 1024;
+const PLAINTEXT_CHUNK: usize = 16 * 1024;
+
+/// Settings of the session service.
+#[derive(Debug, Clone, Copy)]
+pub struct ServiceSettings {
+    /// Sessions idle longer than this are dropped.
+    pub idle_timeout: Duration,
+    /// Most concurrent sessions.
+    pub max_sessions: usize,
+    /// Node-wide cap on generated tokens per request.
+    pub max_tokens: u32,
+    /// Feature input limits.
+    pub limits: Limits,
+}
+
+impl Default for ServiceSettings {
+    fn default() -> Self {
+        Self {
+            idle_timeout: Duration::from_secs(120),
+            max_sessions: 1024,
+            max_tokens: 256,
+            limits: Limits::default(),
+        }
+    }
+}
+
+struct Session {
+    conn: ServerConnection,
+    frames: FrameReader,
+}
+
+struct Entry {
+    session: Arc<tokio::sync::Mutex<Session>>,
+    /// Milliseconds since the service epoch of the last use.
+    touched: Arc<AtomicU64>,
+}
+
+/// The node's session table and engine.
+pub struct NodeService {
+    tls: Arc<ServerConfig>,
+    clock: Arc<ManualClock>,
+    engine: Arc<dyn Engine>,
+    settings: ServiceSettings,
+    table: Mutex<HashMap<String, Entry>>,
+    epoch: Instant,
+    platform: &'static str,
+    release_index: AtomicU64,
+}
+
+impl std::fmt::Debug for NodeService {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NodeService")
+            .field("platform", &self.platform)
+            .field("sessions", &self.session_count())
+            .finish_non_exhaustive()
+    }
+}
+
+fn now_tls() -> UnixTime {
+    UnixTime::since_unix_epoch(
+        SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .unwrap_or_default(),
+    )
+}
+
+fn problem(status: StatusCode, name: &str, title: &str) -> Response {
+    Problem::new(status, &format!("urn:confide:problem:{name}"), title).into_response()
+}
+
+fn valid_id(id: &str) -> bool {
+    (16..=64).contains(&id.len())
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+/// Feeds `data` to the connection, moving decrypted bytes into `frames`.
+fn feed(s: &mut Session, mut data: &[u8]) -> Result<(), ()> {
+    let mut plain = Zeroizing::new(vec![0u8; PLAINTEXT_CHUNK]);
+    loop {
+        if !data.is_empty() {
+            match s.conn.read_tls(&mut data) {
+                Ok(0) => return Err(()),
+                Ok(_) => {}
+                Err(_) => return Err(()),
+            }
+        }
+        s.conn.process_new_packets().map_err(|_| ())?;
+        loop {
+            match s.conn.reader().read(&mut plain) {
+                Ok(0) => break,
+                Ok(n) => s.frames.push(&plain[..n]),
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                Err(_) => return Err(()),
+            }
+        }
+        if data.is_empty() {
+            return Ok(());
+        }
+    }
+}
+
+/// Everything rustls wants to send now.
+fn take_output(conn: &mut ServerConnection) -> Vec<u8> {
+    let mut out = Vec::new();
+    while conn.wants_write() {
+        if conn.write_tls(&mut out).is_err() {
+            break;
+        }
+    }
+    out
+}
+
+/// Seals `frame` into the connection and returns the records to send.
+fn seal(conn: &mut ServerConnection, frame: &Frame) -> Vec<u8> {
+    let mut plain = Zeroizing::new(Vec::new());
+    if frame.encode_into(&mut plain).is_err() {
+        // Only an over-long payload fails, which the engine's piece sizes never reach;
+        // tell the client its request failed rather than drop the frame silently.
+        plain.clear();
+        let _ = Frame::Error(ErrorKind::Engine).encode_into(&mut plain);
+    }
+    let _ = conn.writer().write_all(&plain);
+    take_output(conn)
+}
+
+fn engine_error_kind(e: &EngineError) -> ErrorKind {
+    match e {
+        EngineError::FieldTooLong { .. }
+        | EngineError::TooManyMessages { .. }
+        | EngineError::RequestTooLarge { .. } => ErrorKind::TooLarge,
+        EngineError::EmptyConversation
+        | EngineError::EmptyField { .. }
+        | EngineError::ControlCharacters { .. }
+        | EngineError::InvalidParameter { .. } => ErrorKind::BadRequest,
+        _ => ErrorKind::Engine,
+    }
+}
+
+impl NodeService {
+    /// A service answering with `tls` (the RA-TLS server configuration whose clock is
+    /// `clock`) and generating with `engine`.
+    pub fn new(
+        tls: Arc<ServerConfig>,
+        clock: Arc<ManualClock>,
+        engine: Arc<dyn Engine>,
+        settings: ServiceSettings,
+        platform: &'static str,
+        release_index: u64,
+    ) -> Arc<Self> {
+        Arc::new(Self {
+            tls,
+            clock,
+            engine,
+            settings,
+            table: Mutex::new(HashMap::new()),
+            epoch: Instant::now(),
+            platform,
+            release_index: AtomicU64::new(release_index),
+        })
+    }
+
+    /// The HTTP routes of the session contract (and nothing else).
+    pub fn router(self: &Arc<Self>) -> Router {
+        Router::new()
+            .route("/sessions", post(open_session))
+            .route(
+                "/sessions/{id}",
+                post(continue_session).delete(close_session),
+            )
+            .route("/health", get(health))
+            .layer(DefaultBodyLimit::max(MAX_BODY))
+            .with_state(Arc::clone(self))
+    }
+
+    /// Records the ledger index of the release currently stapled (for `/health`).
+    pub fn set_release_index(&self, index: u64) {
+        self.release_index.store(index, Ordering::Relaxed);
+    }
+
+    /// Number of live sessions.
+    pub fn session_count(&self) -> usize {
+        self.lock_table().len()
+    }
+
+    fn lock_table(&self) -> std::sync::MutexGuard<'_, HashMap<String, Entry>> {
+        self.table.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn now_ms(&self) -> u64 {
+        u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX)
+    }
+
+    /// Drops sessions idle for longer than the timeout (skipping any in use).
+    pub fn expire_idle(&self) -> usize {
+        let now = self.now_ms();
+        let idle = u64::try_from(self.settings.idle_timeout.as_millis()).unwrap_or(u64::MAX);
+        let mut table = self.lock_table();
+        let before = table.len();
+        table.retain(|_, e| {
+            let fresh = now.saturating_sub(e.touched.load(Ordering::Relaxed)) <= idle;
+            // A session whose lock is held is serving a request right now.
+            fresh || e.session.try_lock().is_err()
+        });
+        let n = before - table.len();
+        for _ in 0..n {
+            tracing::info!(event = "session_expired");
+        }
+        n
+    }
+
+    /// Runs [`NodeService::expire_idle`] periodically until the process ends.
+    pub fn spawn_expiry(self: &Arc<Self>) -> tokio::task::JoinHandle<()> {
+        let svc = Arc::clone(self);
+        let period = (self.settings.idle_timeout / 4).max(Duration::from_millis(250));
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(period);
+            loop {
+                tick.tick().await;
+                svc.expire_idle();
+            }
+        })
+    }
+
+    async fn run_request(&self, payload: &[u8], conn: &mut ServerConnection, tx: &Sender) -> bool {
+        let started = Instant::now();
+        let req: AppRequest = match serde_json::from_slice(payload) {
+            Ok(r) => r,
+            Err(_) => {
+                tracing::info!(event = "request_rejected", kind = "frame");
+                return send(tx, seal(conn, &Frame::Error(ErrorKind::BadRequest))).await;
+            }
+        };
+        let max = req
+            .max_tokens
+            .unwrap_or(self.settings.max_tokens)
+            .clamp(1, self.settings.max_tokens.max(1));
+        let prompt = match req.into_feature() {
+            Ok(Feature::Summarize(s)) => summarize_prompt(&s, &self.settings.limits),
+            Ok(Feature::Suggest(s)) => suggest_prompt(&s, &self.settings.limits),
+            Err(_) => {
+                tracing::info!(event = "request_rejected", kind = "feature");
+                return send(tx, seal(conn, &Frame::Error(ErrorKind::BadRequest))).await;
+            }
+        };
+        let messages = match prompt {
+            Ok(m) => m,
+            Err(e) => {
+                tracing::info!(event = "request_rejected", kind = "limit");
+                return send(tx, seal(conn, &Frame::Error(engine_error_kind(&e)))).await;
+            }
+        };
+        let mut stream = match self.engine.generate(messages, feature_params(max)).await {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!(event = "generation_failed", kind = "engine");
+                return send(tx, seal(conn, &Frame::Error(engine_error_kind(&e)))).await;
+            }
+        };
+        tracing::info!(event = "generation_started", max_tokens = u64::from(max));
+        let mut pieces = 0u64;
+        while let Some(ev) = stream.next().await {
+            let frame = match ev {
+                Ok(StreamEvent::Text(t)) => {
+                    pieces += 1;
+                    Frame::Chunk(t)
+                }
+                Ok(StreamEvent::Done(c)) => {
+                    tracing::info!(
+                        event = "generation_finished",
+                        pieces = pieces,
+                        tokens = u64::from(c.completion_tokens.unwrap_or(0)),
+                        ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+                        kind = c.finish_reason.as_str()
+                    );
+                    let end = Frame::End(EndInfo {
+                        finish: c.finish_reason.as_str().to_owned(),
+                        completion_tokens: c.completion_tokens,
+                    });
+                    return send(tx, seal(conn, &end)).await;
+                }
+                Err(e) => {
+                    tracing::warn!(event = "generation_failed", kind = "engine");
+                    return send(tx, seal(conn, &Frame::Error(engine_error_kind(&e)))).await;
+                }
+            };
+            // Dropping `stream` on a failed send cancels the generation.
+            if !send(tx, seal(conn, &frame)).await {
+                return false;
+            }
+        }
+        tracing::warn!(event = "generation_failed", kind = "engine");
+        send(tx, seal(conn, &Frame::Error(ErrorKind::Engine))).await
+    }
+}
+
+type Sender = mpsc::Sender<Result<Bytes, Infallible>>;
+
+async fn send(tx: &Sender, records: Vec<u8>) -> bool {
+    if records.is_empty() {
+        return true;
+    }
+    tx.send(Ok(Bytes::from(records))).await.is_ok()
+}
+
+fn records_response(records: Vec<u8>) -> Response {
+    (StatusCode::OK, records).into_response()
+}
+
+async fn open_session(
+    State(svc): State<Arc<NodeService>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let Some(id) = headers
+        .get(SESSION_ID_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| valid_id(v))
+        .map(str::to_owned)
+    else {
+        return problem(
+            StatusCode::BAD_REQUEST,
+            "session-id-invalid",
+            "missing or malformed confide-session-id header",
+        );
+    };
+    if svc.lock_table().contains_key(&id) {
+        return problem(
+            StatusCode::CONFLICT,
+            "session-exists",
+            "session id already in use",
+        );
+    }
+    if svc.session_count() >= svc.settings.max_sessions {
+        svc.expire_idle();
+        if svc.session_count() >= svc.settings.max_sessions {
+            return problem(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "node-busy",
+                "too many open sessions",
+            );
+        }
+    }
+    let conn = match ServerConnection::new(Arc::clone(&svc.tls)) {
+        Ok(c) => c,
+        Err(_) => {
+            return problem(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "node-busy",
+                "cannot create a TLS session",
+            );
+        }
+    };
+    let mut s = Session {
+        conn,
+        frames: FrameReader::default(),
+    };
+    svc.clock.set(now_tls());
+    if feed(&mut s, &body).is_err() {
+        tracing::info!(event = "session_handshake_failed", kind = "tls");
+        // The alert tells the client why; the session is not kept.
+        return records_response(take_output(&mut s.conn));
+    }
+    let out = take_output(&mut s.conn);
+    let entry = Entry {
+        session: Arc::new(tokio::sync::Mutex::new(s)),
+        touched: Arc::new(AtomicU64::new(svc.now_ms())),
+    };
+    svc.lock_table().insert(id, entry);
+    tracing::info!(
+        event = "session_opened",
+        sessions = svc.session_count() as u64
+    );
+    records_response(out)
+}
+
+async fn continue_session(
+    State(svc): State<Arc<NodeService>>,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Response {
+    let found = svc
+        .lock_table()
+        .get(&id)
+        .map(|e| (Arc::clone(&e.session), Arc::clone(&e.touched)));
+    let Some((session, touched)) = found else {
+        tracing::info!(event = "session_unknown");
+        return problem(
+            StatusCode::NOT_FOUND,
+            "session-unknown",
+            "session expired or never existed",
+        );
+    };
+    let mut guard = session.lock_owned().await;
+    touched.store(svc.now_ms(), Ordering::Relaxed);
+    svc.clock.set(now_tls());
+    if feed(&mut guard, &body).is_err() {
+        tracing::info!(event = "session_handshake_failed", kind = "tls");
+        let alert = take_output(&mut guard.conn);
+        drop(guard);
+        svc.lock_table().remove(&id);
+        return records_response(alert);
+    }
+    let mut requests = Vec::new();
+    loop {
+        match guard.frames.next_frame() {
+            Ok(Some(Frame::Request(p))) => requests.push(p),
+            Ok(Some(_)) | Err(_) => {
+                // A client sends only requests; anything else means the stream is
+                // out of sync. Fail the session closed.
+                tracing::info!(event = "request_rejected", kind = "frame");
+                let out = seal(&mut guard.conn, &Frame::Error(ErrorKind::BadRequest));
+                drop(guard);
+                svc.lock_table().remove(&id);
+                return records_response(out);
+            }
+            Ok(None) => break,
+        }
+    }
+    let first = take_output(&mut guard.conn);
+    if requests.is_empty() {
+        return records_response(first);
+    }
+    let (tx, mut rx) = mpsc::channel::<Result<Bytes, Infallible>>(16);
+    let svc2 = Arc::clone(&svc);
+    tokio::spawn(async move {
+        if send(&tx, first).await {
+            for payload in requests {
+                if !svc2.run_request(&payload, &mut guard.conn, &tx).await {
+                    break;
+                }
+            }
+        }
+        touched.store(svc2.now_ms(), Ordering::Relaxed);
+        drop(guard);
+    });
+    let stream = futures::stream::poll_fn(move |cx| rx.poll_recv(cx));
+    Response::builder()
+        .status(StatusCode::OK)
+        .body(Body::from_stream(stream))
+        .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response())
+}
+
+async fn close_session(State(svc): State<Arc<NodeService>>, Path(id): Path<String>) -> Response {
+    match svc.lock_table().remove(&id) {
+        Some(_) => {
+            tracing::info!(event = "session_closed");
+            StatusCode::NO_CONTENT.into_response()
+        }
+        None => problem(
+            StatusCode::NOT_FOUND,
+            "session-unknown",
+            "session expired or never existed",
+        ),
+    }
+}
+
+async fn health(State(svc): State<Arc<NodeService>>) -> Response {
+    axum::Json(serde_json::json!({
+        "status": "ok",
+        "platform": svc.platform,
+        "release_index": svc.release_index.load(Ordering::Relaxed),
+    }))
+    .into_response()
+}
