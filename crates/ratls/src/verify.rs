@@ -278,7 +278,10 @@ impl NodeVerifier {
         if now_s < entry.valid_from.as_secs() {
             return Err(RatlsError::LedgerEntryNotYetValid);
         }
-        if entry.valid_until.is_some_and(|until| now_s > until.as_secs()) {
+        if entry
+            .valid_until
+            .is_some_and(|until| now_s > until.as_secs())
+        {
             return Err(RatlsError::LedgerEntryExpired);
         }
 
