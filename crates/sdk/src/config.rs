@@ -1,0 +1,583 @@
+//! The client configuration file, `client.toml`, as `confide up` writes it and as an app
+//! ships it.
+//!
+//! ```toml
+//! version = 1
+//!
+//! [endpoints]
+//! relay = "http://127.0.0.1:7001/"               # OHTTP relay (RFC 9458 §2: the only
+//!                                                # party the device talks to for requests)
+//! gateway_keys = "http://127.0.0.1:7002/ohttp-keys"   # application/ohttp-keys (RFC 9458 §3)
+//! issuer = "http://127.0.0.1:7003/"              # Privacy Pass issuer (RFC 9578)
+//! ledger = "http://127.0.0.1:7004/"              # tlog-tiles ledger (C2SP tlog-tiles)
+//!
+//! [account]
+//! credential_file = "account.secret"             # or: credential = "…"
+//!
+//! [state]
+//! tokens = "tokens.json"                         # prefetched tokens
+//! checkpoint = "checkpoint.txt"                  # newest ledger checkpoint verified
+//!
+//! [trust]
+//! policy_file = "trust-policy.toml"              # a confide-attest TrustPolicy, or inline:
+//! # [trust.policy]
+//! # version = 1
+//! # ...
+//! ```
+//!
+//! Relative paths are resolved against the directory of the configuration file, so a
+//! directory written by `confide up` can be moved as a whole. Unknown keys are an error:
+//! a misspelt trust setting must not be silently ignored.
+
+use std::path::{Path, PathBuf};
+
+use confide_attest::TrustPolicy;
+use serde::Deserialize;
+use zeroize::Zeroizing;
+
+/// Why a configuration could not be used. Never carries the account credential.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// The configuration file (or a file it names) could not be read.
+    #[error("cannot read {what} {path}: {source}")]
+    Read {
+        /// `configuration file`, `trust policy file`, `account credential file`.
+        what: &'static str,
+        /// The path tried.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// Not valid TOML or not the expected structure (unknown key, wrong type, missing key).
+    #[error("{path}: {message}")]
+    Syntax {
+        /// The file.
+        path: PathBuf,
+        /// What the TOML parser said (keys and positions; the file holds no chat content,
+        /// and the credential value is never echoed because it is a plain string field).
+        message: String,
+    },
+    /// `version` is not one this SDK understands.
+    #[error("{path}: configuration version {found} is not supported (this SDK reads version 1)")]
+    Version {
+        /// The file.
+        path: PathBuf,
+        /// The version found.
+        found: u32,
+    },
+    /// An endpoint is not an absolute `http`/`https` URL.
+    #[error("{path}: endpoints.{name} must be an absolute http(s) URL")]
+    BadEndpoint {
+        /// The file.
+        path: PathBuf,
+        /// Which endpoint.
+        name: &'static str,
+    },
+    /// Both or neither of two alternative keys are given.
+    #[error("{path}: give exactly one of {a} and {b}")]
+    OneOf {
+        /// The file.
+        path: PathBuf,
+        /// First alternative.
+        a: &'static str,
+        /// Second alternative.
+        b: &'static str,
+    },
+    /// The account credential is empty.
+    #[error("{path}: the account credential is empty")]
+    EmptyCredential {
+        /// The file that should hold it.
+        path: PathBuf,
+    },
+    /// The trust policy was rejected by `confide-attest`.
+    #[error("{path}: trust policy rejected: {source}")]
+    Policy {
+        /// The file holding the policy.
+        path: PathBuf,
+        /// Why.
+        source: confide_attest::Error,
+    },
+}
+
+/// The parties' URLs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Endpoints {
+    /// The OHTTP relay: encapsulated requests are POSTed here.
+    pub relay: String,
+    /// Where the gateway's `application/ohttp-keys` is published.
+    pub gateway_keys: String,
+    /// The Privacy Pass issuer.
+    pub issuer: String,
+    /// The ledger (tlog-tiles base URL).
+    pub ledger: String,
+}
+
+/// The account the device authenticates to the issuer with (issuance only; redemption is
+/// anonymous). Zeroized on drop, hidden from `Debug`.
+#[derive(Clone)]
+pub struct Credential(Zeroizing<String>);
+
+impl Credential {
+    /// Wrap a credential.
+    pub fn new(s: impl Into<String>) -> Self {
+        Credential(Zeroizing::new(s.into()))
+    }
+
+    /// The credential, for the `Authorization` header of issuance requests.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Credential {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Credential(<redacted>)")
+    }
+}
+
+/// A loaded, validated client configuration.
+#[derive(Debug, Clone)]
+pub struct ClientConfig {
+    /// Where it was loaded from (for messages).
+    pub path: PathBuf,
+    /// The parties' URLs.
+    pub endpoints: Endpoints,
+    /// The issuer account.
+    pub credential: Credential,
+    /// Token store file.
+    pub token_store: PathBuf,
+    /// The newest verified checkpoint is kept here (rollback / split-view protection).
+    pub checkpoint_state: PathBuf,
+    /// Every trust decision.
+    pub policy: TrustPolicy,
+    /// Where the policy came from: a file path, or the config file itself when inline.
+    pub policy_source: PathBuf,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    version: u32,
+    endpoints: RawEndpoints,
+    account: RawAccount,
+    #[serde(default)]
+    state: RawState,
+    trust: RawTrust,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawEndpoints {
+    relay: String,
+    gateway_keys: String,
+    issuer: String,
+    ledger: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAccount {
+    credential: Option<String>,
+    credential_file: Option<PathBuf>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawState {
+    #[serde(default = "default_tokens")]
+    tokens: PathBuf,
+    #[serde(default = "default_checkpoint")]
+    checkpoint: PathBuf,
+}
+
+impl Default for RawState {
+    fn default() -> Self {
+        RawState {
+            tokens: default_tokens(),
+            checkpoint: default_checkpoint(),
+        }
+    }
+}
+
+fn default_tokens() -> PathBuf {
+    PathBuf::from("tokens.json")
+}
+
+fn default_checkpoint() -> PathBuf {
+    PathBuf::from("checkpoint.txt")
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTrust {
+    policy_file: Option<PathBuf>,
+    policy: Option<toml::Table>,
+}
+
+/// The configuration file format version this SDK writes and reads.
+pub const CONFIG_VERSION: u32 = 1;
+
+impl ClientConfig {
+    /// Read and validate `path` (and the files it names).
+    pub fn load(path: &Path) -> Result<ClientConfig, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            what: "configuration file",
+            path: path.to_owned(),
+            source,
+        })?;
+        Self::from_toml(&text, path, &|p: &Path, what| {
+            std::fs::read_to_string(p).map_err(|source| ConfigError::Read {
+                what,
+                path: p.to_owned(),
+                source,
+            })
+        })
+    }
+
+    /// Parse configuration `text` that was read from `path`; `read` fetches the files it
+    /// names (the trust policy, the credential), so tests need no file system.
+    pub fn from_toml(
+        text: &str,
+        path: &Path,
+        read: &dyn Fn(&Path, &'static str) -> Result<String, ConfigError>,
+    ) -> Result<ClientConfig, ConfigError> {
+        let raw: RawConfig = toml::from_str(text).map_err(|e| ConfigError::Syntax {
+            path: path.to_owned(),
+            message: toml_message(&e, text),
+        })?;
+        if raw.version != CONFIG_VERSION {
+            return Err(ConfigError::Version {
+                path: path.to_owned(),
+                found: raw.version,
+            });
+        }
+        let base = path.parent().unwrap_or(Path::new("."));
+        let resolve = |p: &Path| -> PathBuf {
+            if p.is_absolute() {
+                p.to_owned()
+            } else {
+                base.join(p)
+            }
+        };
+        let check = |name: &'static str, url: String| -> Result<String, ConfigError> {
+            if is_http_url(&url) {
+                Ok(url)
+            } else {
+                Err(ConfigError::BadEndpoint {
+                    path: path.to_owned(),
+                    name,
+                })
+            }
+        };
+        let endpoints = Endpoints {
+            relay: check("relay", raw.endpoints.relay)?,
+            gateway_keys: check("gateway_keys", raw.endpoints.gateway_keys)?,
+            issuer: check("issuer", raw.endpoints.issuer)?,
+            ledger: check("ledger", raw.endpoints.ledger)?,
+        };
+        let (credential, cred_path) = match (raw.account.credential, raw.account.credential_file) {
+            (Some(c), None) => (Zeroizing::new(c), path.to_owned()),
+            (None, Some(f)) => {
+                let p = resolve(&f);
+                (Zeroizing::new(read(&p, "account credential file")?), p)
+            }
+            _ => {
+                return Err(ConfigError::OneOf {
+                    path: path.to_owned(),
+                    a: "account.credential",
+                    b: "account.credential_file",
+                });
+            }
+        };
+        let credential = credential.trim();
+        if credential.is_empty() {
+            return Err(ConfigError::EmptyCredential { path: cred_path });
+        }
+        let (policy_text, policy_source) = match (raw.trust.policy_file, raw.trust.policy) {
+            (Some(f), None) => {
+                let p = resolve(&f);
+                (read(&p, "trust policy file")?, p)
+            }
+            (None, Some(table)) => (
+                toml::to_string(&table).map_err(|e| ConfigError::Syntax {
+                    path: path.to_owned(),
+                    message: format!("trust.policy: {e}"),
+                })?,
+                path.to_owned(),
+            ),
+            _ => {
+                return Err(ConfigError::OneOf {
+                    path: path.to_owned(),
+                    a: "trust.policy_file",
+                    b: "[trust.policy]",
+                });
+            }
+        };
+        let policy =
+            TrustPolicy::from_toml(&policy_text).map_err(|source| ConfigError::Policy {
+                path: policy_source.clone(),
+                source,
+            })?;
+        Ok(ClientConfig {
+            path: path.to_owned(),
+            endpoints,
+            credential: Credential::new(credential),
+            token_store: resolve(&raw.state.tokens),
+            checkpoint_state: resolve(&raw.state.checkpoint),
+            policy,
+            policy_source,
+        })
+    }
+}
+
+/// Render a `client.toml` naming the policy and credential files (what `confide up`
+/// writes). Paths are written as given; relative ones resolve against the file's directory.
+pub fn render(
+    endpoints: &Endpoints,
+    credential_file: &Path,
+    policy_file: &Path,
+    tokens: &Path,
+    checkpoint: &Path,
+) -> String {
+    let mut t = toml::Table::new();
+    t.insert(
+        "version".into(),
+        toml::Value::Integer(CONFIG_VERSION.into()),
+    );
+    let mut e = toml::Table::new();
+    e.insert("relay".into(), endpoints.relay.clone().into());
+    e.insert("gateway_keys".into(), endpoints.gateway_keys.clone().into());
+    e.insert("issuer".into(), endpoints.issuer.clone().into());
+    e.insert("ledger".into(), endpoints.ledger.clone().into());
+    t.insert("endpoints".into(), e.into());
+    let path_value = |p: &Path| toml::Value::String(p.to_string_lossy().into_owned());
+    let mut a = toml::Table::new();
+    a.insert("credential_file".into(), path_value(credential_file));
+    t.insert("account".into(), a.into());
+    let mut s = toml::Table::new();
+    s.insert("tokens".into(), path_value(tokens));
+    s.insert("checkpoint".into(), path_value(checkpoint));
+    t.insert("state".into(), s.into());
+    let mut tr = toml::Table::new();
+    tr.insert("policy_file".into(), path_value(policy_file));
+    t.insert("trust".into(), tr.into());
+    format!(
+        "# Confide client configuration (docs/sdk.md).\n{}",
+        toml::to_string(&t).unwrap_or_default()
+    )
+}
+
+/// A TOML error as one line with its line number. Messages about keys (unknown, missing,
+/// duplicate) are kept; others ("invalid type: string `…`") quote the value, which may be
+/// the credential, so only their position is reported.
+fn toml_message(e: &toml::de::Error, text: &str) -> String {
+    let msg = e.message();
+    let keep = [
+        "unknown field",
+        "missing field",
+        "duplicate key",
+        "unknown variant",
+    ]
+    .iter()
+    .any(|p| msg.starts_with(p));
+    let what = if keep {
+        msg.trim_end_matches('\n').to_owned()
+    } else {
+        "invalid TOML or a value of the wrong type".to_owned()
+    };
+    match e.span() {
+        Some(span) => {
+            let line = 1 + text
+                .get(..span.start)
+                .unwrap_or(text)
+                .bytes()
+                .filter(|b| *b == b'\n')
+                .count();
+            format!("line {line}: {what}")
+        }
+        None => what,
+    }
+}
+
+/// `http://host[:port]/…` or `https://…`, with a non-empty host and no whitespace.
+fn is_http_url(s: &str) -> bool {
+    let rest = s
+        .strip_prefix("http://")
+        .or_else(|| s.strip_prefix("https://"));
+    match rest {
+        Some(r) => {
+            let host = r.split(['/', '?', '#']).next().unwrap_or("");
+            !host.is_empty() && !s.chars().any(char::is_whitespace)
+        }
+        None => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn policy_toml() -> String {
+        TrustPolicy::production().to_toml()
+    }
+
+    const ENDPOINTS: &str = r#"
+[endpoints]
+relay = "http://127.0.0.1:7001/"
+gateway_keys = "http://127.0.0.1:7002/ohttp-keys"
+issuer = "http://127.0.0.1:7003"
+ledger = "https://ledger.example/log/"
+"#;
+
+    fn files(name: &Path, _what: &'static str) -> Result<String, ConfigError> {
+        match name.file_name().and_then(|n| n.to_str()) {
+            Some("policy.toml") => Ok(policy_toml()),
+            Some("account.secret") => Ok("acct-123\n".into()),
+            Some("empty.secret") => Ok("  \n".into()),
+            _ => Err(ConfigError::Read {
+                what: _what,
+                path: name.to_owned(),
+                source: std::io::Error::from(std::io::ErrorKind::NotFound),
+            }),
+        }
+    }
+
+    fn load(text: &str) -> Result<ClientConfig, ConfigError> {
+        ClientConfig::from_toml(text, Path::new("/srv/confide/client.toml"), &files)
+    }
+
+    #[test]
+    fn file_references_resolve_against_the_config_dir() {
+        let text = format!(
+            "version = 1\n{ENDPOINTS}\n[account]\ncredential_file = \"account.secret\"\n\
+             [trust]\npolicy_file = \"policy.toml\"\n"
+        );
+        let c = load(&text).unwrap();
+        assert_eq!(c.credential.expose(), "acct-123");
+        assert_eq!(c.token_store, Path::new("/srv/confide/tokens.json"));
+        assert_eq!(c.checkpoint_state, Path::new("/srv/confide/checkpoint.txt"));
+        assert_eq!(c.policy_source, Path::new("/srv/confide/policy.toml"));
+        assert_eq!(c.policy, TrustPolicy::production());
+        assert_eq!(c.endpoints.issuer, "http://127.0.0.1:7003");
+        assert!(!format!("{c:?}").contains("acct-123"));
+    }
+
+    #[test]
+    fn inline_policy_and_credential() {
+        let mut text = format!(
+            "version = 1\n{ENDPOINTS}\n[account]\ncredential = \"abc\"\n\
+             [state]\ntokens = \"/var/tok.json\"\n[trust.policy]\n"
+        );
+        text.push_str(&policy_toml().replace("\n[", "\n[trust.policy."));
+        let c = load(&text).unwrap();
+        assert_eq!(c.policy, TrustPolicy::production());
+        assert_eq!(c.token_store, Path::new("/var/tok.json"));
+        assert_eq!(c.policy_source, Path::new("/srv/confide/client.toml"));
+    }
+
+    #[test]
+    fn render_roundtrips() {
+        let e = Endpoints {
+            relay: "http://127.0.0.1:1/".into(),
+            gateway_keys: "http://127.0.0.1:2/ohttp-keys".into(),
+            issuer: "http://127.0.0.1:3/".into(),
+            ledger: "http://127.0.0.1:4/".into(),
+        };
+        let text = render(
+            &e,
+            Path::new("account.secret"),
+            Path::new("policy.toml"),
+            Path::new("tokens.json"),
+            Path::new("cp.txt"),
+        );
+        let c = load(&text).unwrap();
+        assert_eq!(c.endpoints, e);
+        assert_eq!(c.checkpoint_state, Path::new("/srv/confide/cp.txt"));
+    }
+
+    #[test]
+    fn errors_are_specific() {
+        let base = |account: &str, trust: &str| {
+            format!("version = 1\n{ENDPOINTS}\n[account]\n{account}\n[trust]\n{trust}\n")
+        };
+        let good_acct = "credential = \"x\"";
+        let good_trust = "policy_file = \"policy.toml\"";
+        assert!(matches!(
+            load(&base(good_acct, good_trust).replace("version = 1", "version = 2")),
+            Err(ConfigError::Version { found: 2, .. })
+        ));
+        assert!(matches!(
+            load(&base(good_acct, good_trust).replace("http://127.0.0.1:7001/", "ftp://x/")),
+            Err(ConfigError::BadEndpoint { name: "relay", .. })
+        ));
+        assert!(matches!(
+            load(&base(good_acct, good_trust).replace("https://ledger.example/log/", "https:///")),
+            Err(ConfigError::BadEndpoint { name: "ledger", .. })
+        ));
+        assert!(matches!(
+            load(&base("", good_trust)),
+            Err(ConfigError::OneOf {
+                a: "account.credential",
+                ..
+            })
+        ));
+        assert!(matches!(
+            load(&base(
+                "credential = \"x\"\ncredential_file = \"account.secret\"",
+                good_trust
+            )),
+            Err(ConfigError::OneOf { .. })
+        ));
+        assert!(matches!(
+            load(&base("credential_file = \"empty.secret\"", good_trust)),
+            Err(ConfigError::EmptyCredential { .. })
+        ));
+        assert!(matches!(
+            load(&base("credential_file = \"missing.secret\"", good_trust)),
+            Err(ConfigError::Read {
+                what: "account credential file",
+                ..
+            })
+        ));
+        assert!(matches!(
+            load(&base(good_acct, "")),
+            Err(ConfigError::OneOf {
+                a: "trust.policy_file",
+                ..
+            })
+        ));
+        assert!(matches!(
+            load(&base(good_acct, "policy_file = \"nope.toml\"")),
+            Err(ConfigError::Read {
+                what: "trust policy file",
+                ..
+            })
+        ));
+        // A typo in a trust setting is an error, not ignored.
+        let e = load(&base(
+            good_acct,
+            "policy_file = \"policy.toml\"\nalow_simulated = true",
+        ))
+        .unwrap_err();
+        assert!(matches!(e, ConfigError::Syntax { .. }), "{e:?}");
+        assert!(e.to_string().contains("alow_simulated"));
+        // The policy itself is validated by confide-attest.
+        let e = load(&base(good_acct, "[trust.policy]\nversion = 7")).unwrap_err();
+        assert!(matches!(e, ConfigError::Policy { .. }), "{e:?}");
+        // Not TOML.
+        assert!(matches!(
+            load("version = "),
+            Err(ConfigError::Syntax { .. })
+        ));
+    }
+
+    #[test]
+    fn credential_is_not_echoed_by_type_errors() {
+        let text = format!(
+            "version = 1\n{ENDPOINTS}\n[account]\ncredential = 12345678\n[trust]\npolicy_file = \"policy.toml\"\n"
+        );
+        let e = load(&text).unwrap_err();
+        assert!(!e.to_string().contains("12345678"), "{e}");
+    }
+}
