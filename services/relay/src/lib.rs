@@ -1,1 +1,376 @@
-//! The OHTTP relay (third party): forwards encapsulated bodies only.
+//! The OHTTP relay (third party): forwards encapsulated bodies only
+//! (the Oblivious Relay Resource of RFC 9458 §2, with the duties of §6.2-§6.3).
+//!
+//! The relay learns who is asking (it sees the client's address) and nothing else: it
+//! forwards the encapsulated body and its media type to the one gateway it is
+//! configured for, over its own connection pool, and nothing of the client's request
+//! beyond those two things: no `Forwarded`/`X-Forwarded-For`, no cookies, no user
+//! agent, no other header. Its abuse duties are a body-size limit, timeouts and a
+//! per-client-address rate limit (§6.3). Responses are passed through as they arrive,
+//! so chunked OHTTP streams are never buffered whole. Only sizes and statuses are
+//! logged; the client address is used for rate limiting and never logged or forwarded.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{ConnectInfo, State};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use bytes::Bytes;
+use confide_svc::problem::Problem;
+use futures::StreamExt;
+use http::{HeaderMap, HeaderValue, StatusCode, header};
+use http_body_util::{BodyExt, Limited};
+
+/// Request media types the relay forwards (RFC 9458 §9.1, chunked draft §8).
+const REQUEST_TYPES: [&str; 2] = ["message/ohttp-req", "message/ohttp-chunked-req"];
+/// Response media types passed back; anything else from the gateway is dropped.
+const RESPONSE_TYPES: [&str; 4] = [
+    "message/ohttp-res",
+    "message/ohttp-chunked-res",
+    "application/problem+json",
+    "application/ohttp-keys",
+];
+
+/// Relay setup errors.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The gateway URL is not an absolute http(s) URL.
+    #[error("gateway URL must be an absolute http:// or https:// URL")]
+    GatewayUrl,
+    /// The HTTP client could not be built.
+    #[error("cannot build the HTTP client: {0}")]
+    Client(String),
+    /// An invalid limit.
+    #[error("configuration: {0}")]
+    Config(&'static str),
+}
+
+/// Limits and the gateway to forward to.
+#[derive(Debug, Clone)]
+pub struct RelayConfig {
+    /// The Oblivious Gateway Resource URL.
+    pub gateway: String,
+    /// Largest request body forwarded.
+    pub max_body: usize,
+    /// Time allowed to connect and receive the gateway's response head.
+    pub timeout: Duration,
+    /// Longest silence allowed between two pieces of a streamed response.
+    pub idle_timeout: Duration,
+    /// Sustained requests per second per client address.
+    pub rate_per_sec: f64,
+    /// Burst size per client address.
+    pub burst: f64,
+    /// Pooled idle connections to the gateway.
+    pub pool_idle: usize,
+}
+
+impl RelayConfig {
+    /// Defaults for `gateway`.
+    pub fn new(gateway: impl Into<String>) -> Self {
+        Self {
+            gateway: gateway.into(),
+            max_body: 1 << 20,
+            timeout: Duration::from_secs(30),
+            idle_timeout: Duration::from_secs(60),
+            rate_per_sec: 20.0,
+            burst: 40.0,
+            pool_idle: 32,
+        }
+    }
+}
+
+/// A token bucket per client address.
+#[derive(Debug)]
+pub struct RateLimiter {
+    buckets: Mutex<HashMap<IpAddr, (f64, Instant)>>,
+    rate: f64,
+    burst: f64,
+}
+
+impl RateLimiter {
+    /// `rate` tokens per second, at most `burst` saved.
+    pub fn new(rate: f64, burst: f64) -> Self {
+        Self {
+            buckets: Mutex::new(HashMap::new()),
+            rate,
+            burst,
+        }
+    }
+
+    /// Take one token for `ip` at `now`; `false` means refuse. A poisoned lock refuses.
+    pub fn allow(&self, ip: IpAddr, now: Instant) -> bool {
+        let Ok(mut m) = self.buckets.lock() else {
+            return false;
+        };
+        if m.len() > 100_000 {
+            // Forget clients whose bucket has refilled: they are indistinguishable from new.
+            let full_after = Duration::from_secs_f64(self.burst / self.rate);
+            m.retain(|_, (_, t)| now.duration_since(*t) < full_after);
+        }
+        let (tokens, last) = m.entry(ip).or_insert((self.burst, now));
+        let elapsed = now.duration_since(*last).as_secs_f64();
+        *tokens = (*tokens + elapsed * self.rate).min(self.burst);
+        *last = now;
+        if *tokens >= 1.0 {
+            *tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+}
+
+/// The relay.
+#[derive(Debug)]
+pub struct Relay {
+    config: RelayConfig,
+    gateway: reqwest::Url,
+    client: reqwest::Client,
+    limiter: RateLimiter,
+}
+
+impl Relay {
+    /// Build a relay with its own connection pool.
+    pub fn new(config: RelayConfig) -> Result<Self, Error> {
+        let gateway = reqwest::Url::parse(&config.gateway).map_err(|_| Error::GatewayUrl)?;
+        if !matches!(gateway.scheme(), "http" | "https") || gateway.host().is_none() {
+            return Err(Error::GatewayUrl);
+        }
+        if config.max_body == 0 || config.rate_per_sec <= 0.0 || config.burst < 1.0 {
+            return Err(Error::Config("limits must be positive (burst at least 1)"));
+        }
+        let client = reqwest::Client::builder()
+            .connect_timeout(config.timeout)
+            .pool_max_idle_per_host(config.pool_idle)
+            // Never route through a proxy from the environment, and send no user agent.
+            .no_proxy()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .map_err(|e| Error::Client(e.to_string()))?;
+        let limiter = RateLimiter::new(config.rate_per_sec, config.burst);
+        Ok(Self {
+            config,
+            gateway,
+            client,
+            limiter,
+        })
+    }
+
+    /// The relay's HTTP router: `POST /` (and any path) forwards to the gateway.
+    pub fn router(self) -> Router {
+        Router::new()
+            .route("/", post(relay))
+            .route("/{*path}", post(relay))
+            .with_state(Arc::new(self))
+    }
+}
+
+fn problem(status: StatusCode, name: &str, title: &str) -> Response {
+    Problem::new(status, &format!("urn:confide:problem:{name}"), title).into_response()
+}
+
+fn media_type(headers: &HeaderMap) -> Option<&'static str> {
+    let v = headers.get(header::CONTENT_TYPE)?.to_str().ok()?;
+    let m = v.split(';').next().unwrap_or("").trim();
+    REQUEST_TYPES
+        .into_iter()
+        .find(|t| t.eq_ignore_ascii_case(m))
+}
+
+async fn relay(State(relay): State<Arc<Relay>>, request: http::Request<Body>) -> Response {
+    let peer = request
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0);
+    let (parts, body) = request.into_parts();
+    let headers = parts.headers;
+    let ip = peer.map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |a| a.ip());
+    if !relay.limiter.allow(ip, Instant::now()) {
+        tracing::info!("rate limited");
+        let mut r = problem(
+            StatusCode::TOO_MANY_REQUESTS,
+            "rate-limited",
+            "too many requests",
+        );
+        r.headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        return r;
+    }
+    let Some(media) = media_type(&headers) else {
+        return problem(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported-media-type",
+            "expected message/ohttp-req or message/ohttp-chunked-req",
+        );
+    };
+    let limit = relay.config.max_body;
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit as u64) {
+        return too_large(limit);
+    }
+    let bytes = match Limited::new(body, limit).collect().await {
+        Ok(c) => c.to_bytes(),
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => return too_large(limit),
+        Err(_) => {
+            return problem(
+                StatusCode::BAD_REQUEST,
+                "body-unreadable",
+                "request body could not be read",
+            );
+        }
+    };
+    let size = bytes.len();
+    // Only the media type and the body leave the relay.
+    let request = relay
+        .client
+        .post(relay.gateway.clone())
+        .header(header::CONTENT_TYPE, media)
+        .body(bytes);
+    let upstream = match tokio::time::timeout(relay.config.timeout, request.send()).await {
+        Ok(Ok(r)) => r,
+        Ok(Err(_)) => {
+            tracing::warn!(size, "gateway unreachable");
+            return problem(
+                StatusCode::BAD_GATEWAY,
+                "gateway-unreachable",
+                "gateway unreachable",
+            );
+        }
+        Err(_) => {
+            tracing::warn!(size, "gateway timed out");
+            return problem(
+                StatusCode::GATEWAY_TIMEOUT,
+                "gateway-timeout",
+                "gateway timed out",
+            );
+        }
+    };
+    let status = upstream.status();
+    tracing::info!(size, status = status.as_u16(), "forwarded");
+    let content_type = upstream
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| {
+            let m = v.split(';').next().unwrap_or("").trim();
+            RESPONSE_TYPES
+                .into_iter()
+                .find(|t| t.eq_ignore_ascii_case(m))
+        });
+    // Pass the body through as it arrives; a stalled stream is cut after the idle
+    // timeout (the client sees a truncated chunked response and fails closed).
+    let idle = relay.config.idle_timeout;
+    let stream = upstream.bytes_stream().boxed();
+    let passthrough = futures::stream::unfold(Some(stream), move |state| async move {
+        let mut s = state?;
+        match tokio::time::timeout(idle, s.next()).await {
+            Ok(Some(Ok(b))) => Some((Ok::<Bytes, std::io::Error>(b), Some(s))),
+            Ok(Some(Err(_))) => Some((Err(std::io::Error::other("gateway stream failed")), None)),
+            Ok(None) => None,
+            Err(_) => Some((Err(std::io::Error::other("gateway stream idle")), None)),
+        }
+    });
+    let mut resp = Response::new(Body::from_stream(passthrough));
+    *resp.status_mut() = status;
+    if let Some(ct) = content_type {
+        resp.headers_mut()
+            .insert(header::CONTENT_TYPE, HeaderValue::from_static(ct));
+    }
+    resp.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    resp
+}
+
+fn too_large(limit: usize) -> Response {
+    Problem::new(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "urn:confide:problem:request-too-large",
+        "encapsulated request too large",
+    )
+    .with_detail(format!("limit is {limit} bytes"))
+    .into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn rate_limiter_refills_per_address() {
+        let l = RateLimiter::new(2.0, 2.0);
+        let t = Instant::now();
+        let a: IpAddr = "192.0.2.1".parse().unwrap();
+        let b: IpAddr = "192.0.2.2".parse().unwrap();
+        assert!(l.allow(a, t));
+        assert!(l.allow(a, t));
+        assert!(!l.allow(a, t), "burst exhausted");
+        assert!(l.allow(b, t), "other clients unaffected");
+        assert!(l.allow(a, t + Duration::from_millis(600)), "refilled");
+    }
+
+    async fn call(router: &Router, media: &str, body: Vec<u8>, peer: &str) -> StatusCode {
+        use tower::ServiceExt;
+        let mut req = http::Request::post("/")
+            .header("content-type", media)
+            .body(Body::from(body))
+            .unwrap();
+        req.extensions_mut()
+            .insert(ConnectInfo(peer.parse::<SocketAddr>().unwrap()));
+        router.clone().oneshot(req).await.unwrap().status()
+    }
+
+    #[tokio::test]
+    async fn limits_apply_before_anything_is_forwarded() {
+        // Nothing listens on port 1: a request that passed every check gets 502.
+        let mut c = RelayConfig::new("http://127.0.0.1:1/gateway");
+        c.max_body = 100;
+        c.rate_per_sec = 0.001;
+        c.burst = 3.0;
+        let r = Relay::new(c).unwrap().router();
+        assert_eq!(
+            call(&r, "message/ohttp-req", vec![0; 101], "192.0.2.9:5").await,
+            StatusCode::PAYLOAD_TOO_LARGE
+        );
+        assert_eq!(
+            call(&r, "text/plain", vec![0; 10], "192.0.2.9:5").await,
+            StatusCode::UNSUPPORTED_MEDIA_TYPE
+        );
+        assert_eq!(
+            call(&r, "message/ohttp-req", vec![0; 10], "192.0.2.9:5").await,
+            StatusCode::BAD_GATEWAY
+        );
+        assert_eq!(
+            call(&r, "message/ohttp-req", vec![0; 10], "192.0.2.9:5").await,
+            StatusCode::TOO_MANY_REQUESTS
+        );
+        assert_eq!(
+            call(&r, "message/ohttp-chunked-req", vec![0; 10], "192.0.2.10:5").await,
+            StatusCode::BAD_GATEWAY
+        );
+    }
+
+    #[test]
+    fn bad_gateway_urls_and_limits_are_refused() {
+        assert!(matches!(
+            Relay::new(RelayConfig::new("not a url")),
+            Err(Error::GatewayUrl)
+        ));
+        assert!(matches!(
+            Relay::new(RelayConfig::new("ftp://x/gateway")),
+            Err(Error::GatewayUrl)
+        ));
+        let mut c = RelayConfig::new("http://127.0.0.1:1/gateway");
+        c.burst = 0.0;
+        assert!(matches!(Relay::new(c), Err(Error::Config(_))));
+    }
+}
