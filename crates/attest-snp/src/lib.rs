@@ -310,6 +310,11 @@ pub fn parse_report(bytes: &[u8]) -> Result<AttestationReport, SnpError> {
     if !(2..=5).contains(&version) {
         return Err(SnpError::UnsupportedVersion(version));
     }
+    // Reserved-must-be-zero fields common to versions 2..=5 (ABI Table 23); `sev` checks
+    // the others while parsing and the re-encoding check below catches anything left.
+    if bytes[0x4C..0x50] != [0; 4] || bytes[0x1EB] != 0 || bytes[0x1EF] != 0 {
+        return Err(SnpError::NonCanonical);
+    }
     let report =
         AttestationReport::from_bytes(bytes).map_err(|e| SnpError::Parse(e.to_string()))?;
     if report.sig_algo != 1 {

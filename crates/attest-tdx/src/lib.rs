@@ -162,6 +162,24 @@ fn classify(msg: &str) -> TdxError {
 
 /// Parse a quote and check its header (fuzz entry point). Never panics.
 pub fn parse_quote(bytes: &[u8]) -> Result<Quote, TdxError> {
+    // Header fields first, from the raw bytes, so each has its own error even when the
+    // rest of the quote would not decode under that header.
+    let h = bytes.get(..48).ok_or(TdxError::Parse)?;
+    let version = u16::from_le_bytes([h[0], h[1]]);
+    if !(4..=5).contains(&version) {
+        return Err(TdxError::UnsupportedVersion(version));
+    }
+    let key_type = u16::from_le_bytes([h[2], h[3]]);
+    if key_type != ATT_KEY_ECDSA_P256 {
+        return Err(TdxError::UnsupportedKeyType(key_type));
+    }
+    let tee_type = u32::from_le_bytes([h[4], h[5], h[6], h[7]]);
+    if tee_type != TEE_TYPE_TDX {
+        return Err(TdxError::NotTdx(tee_type));
+    }
+    if h[12..28] != INTEL_QE_VENDOR_ID {
+        return Err(TdxError::UnknownQeVendor);
+    }
     let q = Quote::parse(bytes).map_err(|_| TdxError::Parse)?;
     if !(4..=5).contains(&q.header.version) {
         return Err(TdxError::UnsupportedVersion(q.header.version));

@@ -30,6 +30,6 @@ pub use evidence::{
 };
 pub use policy::{LedgerPolicy, SnpMinTcb, SnpPolicy, TdxPolicy, TrustPolicy};
 pub use verified::{
-    GpuClaims, GpuVerifier, MAX_CLOCK_SKEW_SECS, PlatformClaims, PlatformVerifier, Tcb, UnixTime,
-    VerifiedEvidence, verify_with,
+    GpuClaims, GpuVerifier, MAX_CLOCK_SKEW_SECS, PlatformClaims, PlatformVerifier, ReportDataCheck,
+    Tcb, UnixTime, VerifiedEvidence, verify_with, verify_with_check,
 };

@@ -154,6 +154,7 @@ pub trait GpuVerifier {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct VerifiedEvidence {
     claims: PlatformClaims,
+    key_bound: bool,
     binding: Option<crate::Binding>,
     gpu: Option<([u8; 32], GpuClaims)>,
 }
@@ -211,6 +212,23 @@ impl VerifiedEvidence {
     pub fn report_version(&self) -> u32 {
         self.claims.version
     }
+    /// True when REPORT_DATA was checked in full against the Confide layout
+    /// ([`ReportDataCheck::Confide`]); false for foreign evidence checked by prefix or not at all.
+    pub fn report_data_bound(&self) -> bool {
+        self.key_bound
+    }
+}
+
+/// How REPORT_DATA is checked.
+#[derive(Debug, Clone, Copy)]
+pub enum ReportDataCheck<'a> {
+    /// Confide layout: all 64 bytes must equal this (TLS key hash || GPU digest or zeros).
+    Confide(&'a [u8; 64]),
+    /// Foreign evidence (not produced by a Confide node): REPORT_DATA must start with these
+    /// bytes (a verifier-chosen nonce). GPU evidence is not allowed in this mode.
+    Prefix(&'a [u8]),
+    /// Foreign evidence whose REPORT_DATA the caller does not check (offline inspection).
+    Unchecked,
 }
 
 /// Allowed clock skew for signed-in times that lie in the future.
@@ -225,6 +243,25 @@ pub fn verify_with(
     gpu: Option<&dyn GpuVerifier>,
     evidence: &Evidence,
     expected_report_data: &[u8; 64],
+    now: UnixTime,
+    policy: &TrustPolicy,
+) -> Result<VerifiedEvidence, Error> {
+    verify_with_check(
+        cpu,
+        gpu,
+        evidence,
+        ReportDataCheck::Confide(expected_report_data),
+        now,
+        policy,
+    )
+}
+
+/// [`verify_with`] with an explicit REPORT_DATA check mode (see [`ReportDataCheck`]).
+pub fn verify_with_check(
+    cpu: &dyn PlatformVerifier,
+    gpu: Option<&dyn GpuVerifier>,
+    evidence: &Evidence,
+    check: ReportDataCheck<'_>,
     now: UnixTime,
     policy: &TrustPolicy,
 ) -> Result<VerifiedEvidence, Error> {
@@ -256,8 +293,23 @@ pub fn verify_with(
     if claims.debug && !policy.allow_debug {
         return Err(Error::DebugNotAllowed);
     }
-    if !ct_eq(&claims.report_data, expected_report_data) {
-        return Err(Error::ReportDataMismatch);
+    let confide_layout = match check {
+        ReportDataCheck::Confide(expected) => {
+            if !ct_eq(&claims.report_data, expected) {
+                return Err(Error::ReportDataMismatch);
+            }
+            true
+        }
+        ReportDataCheck::Prefix(p) => {
+            if p.len() > 64 || !ct_eq(&claims.report_data[..p.len()], p) {
+                return Err(Error::ReportDataMismatch);
+            }
+            false
+        }
+        ReportDataCheck::Unchecked => false,
+    };
+    if !confide_layout && evidence.gpu.is_some() {
+        return Err(Error::GpuBindingMismatch);
     }
     if let Some(b) = &evidence.binding {
         let want = binding_digest(&b.model_digest, &b.config_digest);
@@ -286,7 +338,7 @@ pub fn verify_with(
             if policy.require_gpu {
                 return Err(Error::GpuEvidenceMissing);
             }
-            if claims.report_data[32..].iter().any(|&x| x != 0) {
+            if confide_layout && claims.report_data[32..].iter().any(|&x| x != 0) {
                 return Err(Error::GpuBindingMismatch);
             }
             None
@@ -313,6 +365,7 @@ pub fn verify_with(
     };
     Ok(VerifiedEvidence {
         claims,
+        key_bound: confide_layout,
         binding: evidence.binding,
         gpu: gpu_part,
     })
