@@ -47,6 +47,22 @@ pub trait EvidenceVerifier: Send + Sync + Debug {
         evidence: &[u8],
         now: UnixTime,
     ) -> Result<EvidenceClaims, ExternalError>;
+
+    /// As [`EvidenceVerifier::verify_evidence`], also returning the SHA-256 of
+    /// GPU evidence that travels *inside* the CPU evidence (as in the
+    /// `confide-attest` container) and that this call verified. The digest is
+    /// what REPORT_DATA[32..64] must hold. Override only if `evidence` can
+    /// carry GPU evidence and the override verifies it; the default reports none,
+    /// so a non-zero GPU half then fails the binding check (fail closed).
+    fn verify_evidence_with_gpu(
+        &self,
+        media_type: &str,
+        evidence: &[u8],
+        now: UnixTime,
+    ) -> Result<(EvidenceClaims, Option<[u8; 32]>), ExternalError> {
+        self.verify_evidence(media_type, evidence, now)
+            .map(|claims| (claims, None))
+    }
 }
 
 /// Verifies GPU evidence (for example an NVIDIA Hopper SPDM report and its chain).

@@ -206,26 +206,33 @@ impl NodeVerifier {
             cmw_value.ok_or(RatlsError::MissingCmwExtension)?,
         )?;
 
-        // GPU presence policy before doing any expensive verification.
+        // A separate GPU record needs a GPU verifier; check before any expensive work.
         if collection.gpu.is_some() && self.gpu.is_none() {
             return Err(RatlsError::GpuVerifierMissing);
         }
-        if collection.gpu.is_none() && self.policy.require_gpu {
+
+        // CPU evidence: signature chain and platform policy, by the platform verifier.
+        let (claims, embedded_gpu) = self
+            .evidence
+            .verify_evidence_with_gpu(&collection.cpu.media_type, &collection.cpu.value, now)
+            .map_err(RatlsError::EvidenceRejected)?;
+        if collection.gpu.is_some() && embedded_gpu.is_some() {
+            return Err(RatlsError::MalformedCmw("GPU evidence given twice"));
+        }
+        if collection.gpu.is_none() && embedded_gpu.is_none() && self.policy.require_gpu {
             return Err(RatlsError::GpuEvidenceMissing);
         }
 
-        // CPU evidence: signature chain and platform policy, by the platform verifier.
-        let claims = self
-            .evidence
-            .verify_evidence(&collection.cpu.media_type, &collection.cpu.value, now)
-            .map_err(RatlsError::EvidenceRejected)?;
-
-        // Binding: REPORT_DATA must name exactly this certificate's SPKI (and GPU evidence).
+        // Binding: REPORT_DATA must name exactly this certificate's SPKI, and the
+        // GPU evidence (separate CMW record, or verified inside the CPU evidence).
         let spki = tbs
             .subject_public_key_info()
             .to_der()
             .map_err(|_| RatlsError::MalformedCertificate)?;
-        let expected = report_data(&spki, collection.gpu.as_ref().map(|g| g.value.as_slice()));
+        let mut expected = report_data(&spki, collection.gpu.as_ref().map(|g| g.value.as_slice()));
+        if let Some(digest) = embedded_gpu {
+            expected[32..].copy_from_slice(&digest);
+        }
         if claims.report_data[..32] != expected[..32] {
             return Err(RatlsError::ReportDataMismatch(
                 ReportDataHalf::CertificateKey,
@@ -253,7 +260,7 @@ impl NodeVerifier {
                 .map_err(RatlsError::GpuEvidenceRejected)?;
             true
         } else {
-            false
+            embedded_gpu.is_some()
         };
 
         // Ledger: inclusion proof, checkpoint, cosignatures, consistency.

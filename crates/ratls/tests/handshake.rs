@@ -615,3 +615,68 @@ fn only_tls13_and_ephemeral_groups_are_offered() {
         vec![rustls::NamedGroup::X25519, rustls::NamedGroup::secp256r1]
     );
 }
+
+#[test]
+fn gpu_evidence_embedded_in_cpu_evidence_is_bound() {
+    // Formats like the confide-attest container carry GPU evidence inside the
+    // CPU evidence; the verifier reports the digest it verified.
+    struct Embedding<'a>(&'a TestAttester, [u8; 32]);
+    impl Attester for Embedding<'_> {
+        fn media_type(&self) -> &str {
+            self.0.media_type()
+        }
+        fn attest(&self, rd: &[u8; 64]) -> Result<Vec<u8>, ExternalError> {
+            let mut with_gpu = *rd;
+            with_gpu[32..].copy_from_slice(&self.1);
+            self.0.attest(&with_gpu)
+        }
+    }
+    let s = Setup::new();
+    let digest = [0x3c; 32];
+    let cred = NodeCredential::issue(
+        &Embedding(&s.attester, digest),
+        None,
+        &s.entry.bundle(&s.world.ledger),
+        at(T0),
+        WINDOW,
+    )
+    .unwrap();
+    let verifier = |reported: Option<[u8; 32]>, require_gpu: bool| {
+        let mut policy = NodePolicy::new(WINDOW);
+        policy.require_gpu = require_gpu;
+        NodeVerifier::new(
+            policy,
+            Arc::new(EmbeddedGpuVerifier {
+                inner: TestEvidenceVerifier {
+                    vendor: s.world.vendor.verifying_key(),
+                },
+                digest: reported,
+            }),
+            Arc::new(TestInclusionVerifier {
+                ledger: s.world.ledger.verifying_key(),
+            }),
+        )
+    };
+    let config = || {
+        server_config(
+            Arc::new(NodeCertResolver::new(&cred)),
+            ManualClock::new(at(T0)),
+        )
+        .unwrap()
+    };
+    let (r, client, outcome) = handshake_with(verifier(Some(digest), true), config(), T0 + 60);
+    r.unwrap();
+    let peer = client.peer_certificates().unwrap()[0].clone();
+    assert!(outcome.take_verified(&peer).unwrap().gpu_attested());
+
+    // A verifier that vouches for no embedded GPU evidence: the GPU half fails.
+    let (r, _, outcome) = handshake_with(verifier(None, false), config(), T0 + 60);
+    assert!(r.is_err());
+    assert!(matches!(
+        *outcome.error().unwrap(),
+        RatlsError::ReportDataMismatch(ReportDataHalf::GpuEvidence)
+    ));
+    // A different embedded digest fails too.
+    let (r, _, _) = handshake_with(verifier(Some([0x3d; 32]), false), config(), T0 + 60);
+    assert!(r.is_err());
+}

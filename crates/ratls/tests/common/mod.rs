@@ -143,6 +143,37 @@ pub struct TestEvidenceVerifier {
     pub vendor: VerifyingKey,
 }
 
+/// A verifier for a format that embeds GPU evidence: reports `digest` as the
+/// embedded, verified GPU evidence digest.
+#[derive(Debug)]
+pub struct EmbeddedGpuVerifier {
+    pub inner: TestEvidenceVerifier,
+    pub digest: Option<[u8; 32]>,
+}
+
+impl EvidenceVerifier for EmbeddedGpuVerifier {
+    fn verify_evidence(
+        &self,
+        media_type: &str,
+        evidence: &[u8],
+        now: UnixTime,
+    ) -> Result<EvidenceClaims, ExternalError> {
+        self.inner.verify_evidence(media_type, evidence, now)
+    }
+
+    fn verify_evidence_with_gpu(
+        &self,
+        media_type: &str,
+        evidence: &[u8],
+        now: UnixTime,
+    ) -> Result<(EvidenceClaims, Option<[u8; 32]>), ExternalError> {
+        Ok((
+            self.inner.verify_evidence(media_type, evidence, now)?,
+            self.digest,
+        ))
+    }
+}
+
 impl EvidenceVerifier for TestEvidenceVerifier {
     fn verify_evidence(
         &self,
