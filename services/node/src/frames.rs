@@ -1,87 +1,40 @@
-//! Application frames inside the attested TLS stream.
+//! Application messages carried in `confide-session` frames.
+//!
+//! `confide-session` defines the framing (`kind:u8 length:u32be payload`, kinds request,
+//! response, stream chunk, end). This module defines what the node puts in them:
 //!
 //! ```text
-//! frame   = type:u8 length:u32be payload[length]      (length <= MAX_PAYLOAD)
-//! 0x01 request  JSON: {"summarize":{"messages":[...]}} | {"suggest":{"draft":..,"tone":..}}
-//!               with optional "max_tokens"
-//! 0x02 chunk    UTF-8 text generated so far (whole characters)
-//! 0x03 end      JSON: {"finish":"stop"|"length"|"other","completion_tokens":n|null}
-//! 0x04 error    one byte: an [`ErrorKind`] code, never text
+//! Request      JSON {"summarize":{"messages":[{"sender","time","text"}..]}}
+//!                 | {"suggest":{"draft":..,"tone":..}}      optional "max_tokens"
+//! StreamChunk  UTF-8 text as the model produced it (whole characters)
+//! End          JSON {"finish":"stop"|"length"|"other","completion_tokens":n|null}
+//!                 | {"error":"bad-request"|"too-large"|"engine"|"unavailable"}
 //! ```
 //!
-//! A request is answered by zero or more `chunk` frames and exactly one `end` or `error`.
-//! Payloads that hold request or generated text live in [`Zeroizing`] buffers.
-//!
-//! `docs/sessions.md` names `crates/session` as the home of this framing; it had not
-//! landed when the node was written, so the node defines it here (see ADR 0700) and the
-//! session engine can adopt it or the node can switch to it without touching transports.
+//! A request is answered by zero or more chunks and exactly one `End`. An error carries
+//! only its kind, never text. Unknown members are refused (data minimisation: the schema
+//! carries only what the feature needs).
 
 use confide_engine::features::{SuggestRequest, SummarizeRequest};
+use confide_session::{Frame, FrameKind};
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
 use crate::Error;
 
-/// Largest frame payload (64 KiB): larger than any request the feature limits allow.
-pub const MAX_PAYLOAD: usize = 64 * 1024;
-const HEADER: usize = 5;
-
-/// Frame type byte.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum FrameType {
-    /// An application request.
-    Request = 1,
-    /// A piece of generated text.
-    Chunk = 2,
-    /// The end of a response.
-    End = 3,
-    /// A failed request, with an error kind.
-    Error = 4,
-}
-
-impl FrameType {
-    fn from_byte(b: u8) -> Result<Self, Error> {
-        match b {
-            1 => Ok(Self::Request),
-            2 => Ok(Self::Chunk),
-            3 => Ok(Self::End),
-            4 => Ok(Self::Error),
-            _ => Err(Error::Frame("unknown frame type")),
-        }
-    }
-}
-
-/// Why a request failed, as told to the client (a code, never text).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Why a request failed, as told to the client (a kind, never text).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
 #[non_exhaustive]
 pub enum ErrorKind {
-    /// The frame or its JSON did not parse, or named an unknown feature or field.
-    BadRequest = 1,
+    /// The JSON did not parse, or named no, two, or an unknown feature or field.
+    BadRequest,
     /// A size limit was exceeded.
-    TooLarge = 2,
+    TooLarge,
     /// The engine failed while generating.
-    Engine = 3,
+    Engine,
     /// The node is shutting down or overloaded.
-    Unavailable = 4,
-}
-
-impl ErrorKind {
-    /// The code byte.
-    pub fn code(self) -> u8 {
-        self as u8
-    }
-
-    /// Parses a code byte.
-    pub fn from_code(b: u8) -> Result<Self, Error> {
-        match b {
-            1 => Ok(Self::BadRequest),
-            2 => Ok(Self::TooLarge),
-            3 => Ok(Self::Engine),
-            4 => Ok(Self::Unavailable),
-            _ => Err(Error::Frame("unknown error kind")),
-        }
-    }
+    Unavailable,
 }
 
 /// The feature a request asks for.
@@ -94,7 +47,7 @@ pub enum Feature {
 }
 
 /// An application request: exactly one of `summarize` / `suggest`, and optionally
-/// `max_tokens`. Any other member is refused (data minimisation).
+/// `max_tokens`. Any other member is refused.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AppRequest {
@@ -134,177 +87,61 @@ impl AppRequest {
             _ => Err(Error::Frame("a request names exactly one feature")),
         }
     }
+
+    /// The request frame.
+    pub fn to_frame(&self) -> Result<Frame, Error> {
+        let j =
+            Zeroizing::new(serde_json::to_vec(self).map_err(|_| Error::Frame("request encoding"))?);
+        Ok(Frame::new(FrameKind::Request, j.to_vec()))
+    }
 }
 
-/// The `end` frame payload.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// The `End` frame payload.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct EndInfo {
-    /// Why generation ended (`stop`, `length`, `other`).
-    pub finish: String,
+    /// Why generation ended (`stop`, `length`, `other`), on success.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub finish: Option<String>,
     /// Tokens generated, where known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub completion_tokens: Option<u32>,
+    /// The error kind, on failure.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<ErrorKind>,
 }
 
-/// One decoded frame.
-#[derive(Debug)]
-pub enum Frame {
-    /// A request (JSON bytes, kept private).
-    Request(Zeroizing<Vec<u8>>),
-    /// Generated text.
-    Chunk(Zeroizing<String>),
-    /// End of response.
-    End(EndInfo),
-    /// Failure.
-    Error(ErrorKind),
-}
-
-fn encode_raw(t: FrameType, payload: &[u8], out: &mut Vec<u8>) -> Result<(), Error> {
-    if payload.len() > MAX_PAYLOAD {
-        return Err(Error::Frame("frame payload too large"));
-    }
-    out.push(t as u8);
-    out.extend_from_slice(&(payload.len() as u32).to_be_bytes());
-    out.extend_from_slice(payload);
-    Ok(())
-}
-
-impl Frame {
-    /// Appends the encoding of `self` to `out`.
-    pub fn encode_into(&self, out: &mut Vec<u8>) -> Result<(), Error> {
-        match self {
-            Frame::Request(b) => encode_raw(FrameType::Request, b, out),
-            Frame::Chunk(s) => encode_raw(FrameType::Chunk, s.as_bytes(), out),
-            Frame::End(e) => {
-                let j = serde_json::to_vec(e).map_err(|_| Error::Frame("end frame"))?;
-                encode_raw(FrameType::End, &j, out)
-            }
-            Frame::Error(k) => encode_raw(FrameType::Error, &[k.code()], out),
+impl EndInfo {
+    /// A failed request.
+    pub fn error(kind: ErrorKind) -> Self {
+        Self {
+            error: Some(kind),
+            ..Self::default()
         }
     }
 
-    /// A request frame for `req`.
-    pub fn request(req: &AppRequest) -> Result<Self, Error> {
-        let j = serde_json::to_vec(req).map_err(|_| Error::Frame("request encoding"))?;
-        Ok(Frame::Request(Zeroizing::new(j)))
+    /// The `End` frame.
+    pub fn to_frame(&self) -> Frame {
+        // Serialising this struct of enums, short strings and numbers cannot fail; an
+        // empty object (read by clients as a malformed end) is the fallback.
+        let j = serde_json::to_vec(self).unwrap_or_else(|_| b"{}".to_vec());
+        Frame::new(FrameKind::End, j)
+    }
+
+    /// Parses an `End` payload.
+    pub fn parse(payload: &[u8]) -> Result<Self, Error> {
+        serde_json::from_slice(payload).map_err(|_| Error::Frame("end payload"))
     }
 }
 
-/// Accumulates stream bytes and yields whole frames.
-#[derive(Default)]
-pub struct FrameReader {
-    buf: Zeroizing<Vec<u8>>,
-}
-
-impl std::fmt::Debug for FrameReader {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("FrameReader")
-            .field("buffered", &self.buf.len())
-            .finish()
-    }
-}
-
-impl FrameReader {
-    /// Appends received plaintext.
-    pub fn push(&mut self, bytes: &[u8]) {
-        self.buf.extend_from_slice(bytes);
-    }
-
-    /// Bytes held that do not yet form a whole frame.
-    pub fn buffered(&self) -> usize {
-        self.buf.len()
-    }
-
-    /// The next whole frame, if one is buffered. An oversized or unknown frame is an
-    /// error and the reader must then be discarded (the stream is out of sync).
-    pub fn next_frame(&mut self) -> Result<Option<Frame>, Error> {
-        if self.buf.len() < HEADER {
-            return Ok(None);
-        }
-        let t = FrameType::from_byte(self.buf[0])?;
-        let len = u32::from_be_bytes([self.buf[1], self.buf[2], self.buf[3], self.buf[4]]) as usize;
-        if len > MAX_PAYLOAD {
-            return Err(Error::Frame("frame payload too large"));
-        }
-        if self.buf.len() < HEADER + len {
-            return Ok(None);
-        }
-        let payload = Zeroizing::new(self.buf[HEADER..HEADER + len].to_vec());
-        // Shift the rest down in place (the old bytes are overwritten, then truncated
-        // away; `Zeroizing` wipes the buffer when it finally drops).
-        self.buf.copy_within(HEADER + len.., 0);
-        let rest = self.buf.len() - HEADER - len;
-        self.buf[rest..].iter_mut().for_each(|b| *b = 0);
-        self.buf.truncate(rest);
-        let frame = match t {
-            FrameType::Request => Frame::Request(payload),
-            FrameType::Chunk => {
-                let s = String::from_utf8(payload.to_vec())
-                    .map_err(|_| Error::Frame("chunk is not UTF-8"))?;
-                Frame::Chunk(Zeroizing::new(s))
-            }
-            FrameType::End => {
-                Frame::End(serde_json::from_slice(&payload).map_err(|_| Error::Frame("end frame"))?)
-            }
-            FrameType::Error => match payload.as_slice() {
-                [code] => Frame::Error(ErrorKind::from_code(*code)?),
-                _ => return Err(Error::Frame("error frame must be one byte")),
-            },
-        };
-        Ok(Some(frame))
-    }
+/// A chunk frame for `text`.
+pub fn chunk(text: &str) -> Frame {
+    Frame::new(FrameKind::StreamChunk, text.as_bytes().to_vec())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn frames_round_trip_split_anywhere() {
-        let mut wire = Vec::new();
-        Frame::Chunk(Zeroizing::new("héllo".into()))
-            .encode_into(&mut wire)
-            .unwrap();
-        Frame::End(EndInfo {
-            finish: "stop".into(),
-            completion_tokens: Some(3),
-        })
-        .encode_into(&mut wire)
-        .unwrap();
-        Frame::Error(ErrorKind::TooLarge)
-            .encode_into(&mut wire)
-            .unwrap();
-        for cut in 0..wire.len() {
-            let mut r = FrameReader::default();
-            r.push(&wire[..cut]);
-            let mut got = Vec::new();
-            while let Some(f) = r.next_frame().unwrap() {
-                got.push(f);
-            }
-            r.push(&wire[cut..]);
-            while let Some(f) = r.next_frame().unwrap() {
-                got.push(f);
-            }
-            assert_eq!(got.len(), 3);
-            assert!(matches!(&got[0], Frame::Chunk(s) if s.as_str() == "héllo"));
-            assert!(matches!(&got[1], Frame::End(e) if e.completion_tokens == Some(3)));
-            assert!(matches!(&got[2], Frame::Error(ErrorKind::TooLarge)));
-            assert_eq!(r.buffered(), 0);
-        }
-    }
-
-    #[test]
-    fn bad_frames_are_refused() {
-        let mut r = FrameReader::default();
-        r.push(&[9, 0, 0, 0, 0]);
-        assert!(r.next_frame().is_err());
-        let mut r = FrameReader::default();
-        r.push(&[1, 0xff, 0xff, 0xff, 0xff]);
-        assert!(r.next_frame().is_err());
-        let mut r = FrameReader::default();
-        r.push(&[4, 0, 0, 0, 2, 1, 1]);
-        assert!(r.next_frame().is_err());
-    }
 
     #[test]
     fn request_schema_rejects_unknown_fields() {
@@ -318,5 +155,21 @@ mod tests {
         assert!(serde_json::from_slice::<AppRequest>(extra).is_err());
         let unknown = br#"{"translate":{"text":"hi"}}"#;
         assert!(serde_json::from_slice::<AppRequest>(unknown).is_err());
+    }
+
+    #[test]
+    fn end_payloads_round_trip() {
+        let e = EndInfo::error(ErrorKind::TooLarge);
+        let f = e.to_frame();
+        assert_eq!(f.kind(), FrameKind::End);
+        assert_eq!(f.payload(), br#"{"error":"too-large"}"#);
+        assert_eq!(EndInfo::parse(f.payload()).unwrap(), e);
+        let ok = EndInfo {
+            finish: Some("stop".into()),
+            completion_tokens: Some(5),
+            error: None,
+        };
+        assert_eq!(EndInfo::parse(ok.to_frame().payload()).unwrap(), ok);
+        assert!(EndInfo::parse(br#"{"error":"free text"}"#).is_err());
     }
 }

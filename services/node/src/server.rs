@@ -7,12 +7,12 @@
 //! | `DELETE /sessions/<id>` | empty | `204` |
 //! | `GET /health` | — | `{"status":"ok","platform":..,"release_index":..}` |
 //!
-//! Each session owns one rustls `ServerConnection` (TLS 1.3 only, RA-TLS certificate,
-//! no resumption, no 0-RTT: see `confide_ratls`), driven without sockets: the request
-//! body is fed to `read_tls`, whatever rustls wants to send is taken with `write_tls`.
-//! Decrypted bytes go into a zeroizing [`FrameReader`]; each complete `request` frame
-//! is run on the engine and every text piece is sealed into a `chunk` frame and sent
-//! as soon as the model produces it, so the HTTP response streams.
+//! Each session owns one `confide_session::ServerEngine` (a rustls server connection:
+//! TLS 1.3 only, RA-TLS certificate, no resumption, no 0-RTT), driven without sockets:
+//! the request body goes to `put_incoming`, the response is what `get_outgoing` yields.
+//! Each complete `Request` frame is run on the engine and every text piece is sealed
+//! into a `StreamChunk` frame and sent as soon as the model produces it, so the HTTP
+//! response streams; one `End` frame closes each request (see [`crate::frames`]).
 //!
 //! Replayed or reordered records fail the TLS record layer's AEAD with its implicit
 //! sequence number (RFC 8446 section 5.3), which is fatal: the node answers with the
@@ -23,7 +23,6 @@
 
 use std::collections::HashMap;
 use std::convert::Infallible;
-use std::io::{Read, Write};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant, SystemTime};
@@ -36,21 +35,23 @@ use axum::routing::{get, post};
 use confide_engine::features::{Limits, feature_params, suggest_prompt, summarize_prompt};
 use confide_engine::{Engine, EngineError, StreamEvent};
 use confide_ratls::ManualClock;
+use confide_ratls::rustls::ServerConfig;
 use confide_ratls::rustls::pki_types::UnixTime;
-use confide_ratls::rustls::{ServerConfig, ServerConnection};
+use confide_session::{Frame, FrameKind, ServerEngine, SessionLimits};
 use confide_svc::problem::Problem;
 use futures::StreamExt as _;
 use http::{HeaderMap, StatusCode};
 use tokio::sync::mpsc;
-use zeroize::Zeroizing;
 
-use crate::frames::{AppRequest, EndInfo, ErrorKind, Feature, Frame, FrameReader};
+use crate::frames::{AppRequest, EndInfo, ErrorKind, Feature, chunk};
 
 /// Header carrying the gateway-chosen session id on `POST /sessions`.
 pub const SESSION_ID_HEADER: &str = "confide-session-id";
 /// Largest request body (TLS records) the node accepts in one call.
 pub const MAX_BODY: usize = 256 * 1024;
-const PLAINTEXT_CHUNK: usize = 16 * 1024;
+/// Largest application frame either side may send (a request within the feature
+/// limits is far smaller).
+const MAX_FRAME: usize = 128 * 1024;
 
 /// Settings of the session service.
 #[derive(Debug, Clone, Copy)]
@@ -77,8 +78,7 @@ impl Default for ServiceSettings {
 }
 
 struct Session {
-    conn: ServerConnection,
-    frames: FrameReader,
+    engine: ServerEngine,
 }
 
 struct Entry {
@@ -127,54 +127,31 @@ fn valid_id(id: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
-/// Feeds `data` to the connection, moving decrypted bytes into `frames`.
-fn feed(s: &mut Session, mut data: &[u8]) -> Result<(), ()> {
-    let mut plain = Zeroizing::new(vec![0u8; PLAINTEXT_CHUNK]);
-    loop {
-        if !data.is_empty() {
-            match s.conn.read_tls(&mut data) {
-                Ok(0) => return Err(()),
-                Ok(_) => {}
-                Err(_) => return Err(()),
-            }
-        }
-        s.conn.process_new_packets().map_err(|_| ())?;
-        loop {
-            match s.conn.reader().read(&mut plain) {
-                Ok(0) => break,
-                Ok(n) => s.frames.push(&plain[..n]),
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
-                Err(_) => return Err(()),
-            }
-        }
-        if data.is_empty() {
-            return Ok(());
-        }
-    }
-}
-
-/// Everything rustls wants to send now.
-fn take_output(conn: &mut ServerConnection) -> Vec<u8> {
+/// Everything the session engine wants to send now.
+fn take_output(engine: &mut ServerEngine) -> Vec<u8> {
     let mut out = Vec::new();
-    while conn.wants_write() {
-        if conn.write_tls(&mut out).is_err() {
+    while let Some(b) = engine.get_outgoing() {
+        if b.is_empty() {
             break;
         }
+        out.extend_from_slice(&b);
     }
     out
 }
 
-/// Seals `frame` into the connection and returns the records to send.
-fn seal(conn: &mut ServerConnection, frame: &Frame) -> Vec<u8> {
-    let mut plain = Zeroizing::new(Vec::new());
-    if frame.encode_into(&mut plain).is_err() {
-        // Only an over-long payload fails, which the engine's piece sizes never reach;
-        // tell the client its request failed rather than drop the frame silently.
-        plain.clear();
-        let _ = Frame::Error(ErrorKind::Engine).encode_into(&mut plain);
+/// Seals `frame` into the session and returns the records to send.
+fn seal(engine: &mut ServerEngine, frame: &Frame) -> Vec<u8> {
+    // A send error leaves the engine failed; whatever it queued (an alert) still goes out.
+    let _ = engine.send(frame);
+    take_output(engine)
+}
+
+fn limits() -> SessionLimits {
+    SessionLimits {
+        max_frame_payload: MAX_FRAME,
+        max_incoming_batch: MAX_BODY,
+        max_inbox: 4 * MAX_FRAME,
     }
-    let _ = conn.writer().write_all(&plain);
-    take_output(conn)
 }
 
 fn engine_error_kind(e: &EngineError) -> ErrorKind {
@@ -275,13 +252,17 @@ impl NodeService {
         })
     }
 
-    async fn run_request(&self, payload: &[u8], conn: &mut ServerConnection, tx: &Sender) -> bool {
+    async fn run_request(&self, payload: &[u8], conn: &mut ServerEngine, tx: &Sender) -> bool {
         let started = Instant::now();
         let req: AppRequest = match serde_json::from_slice(payload) {
             Ok(r) => r,
             Err(_) => {
                 tracing::info!(event = "request_rejected", kind = "frame");
-                return send(tx, seal(conn, &Frame::Error(ErrorKind::BadRequest))).await;
+                return send(
+                    tx,
+                    seal(conn, &EndInfo::error(ErrorKind::BadRequest).to_frame()),
+                )
+                .await;
             }
         };
         let max = req
@@ -293,21 +274,33 @@ impl NodeService {
             Ok(Feature::Suggest(s)) => suggest_prompt(&s, &self.settings.limits),
             Err(_) => {
                 tracing::info!(event = "request_rejected", kind = "feature");
-                return send(tx, seal(conn, &Frame::Error(ErrorKind::BadRequest))).await;
+                return send(
+                    tx,
+                    seal(conn, &EndInfo::error(ErrorKind::BadRequest).to_frame()),
+                )
+                .await;
             }
         };
         let messages = match prompt {
             Ok(m) => m,
             Err(e) => {
                 tracing::info!(event = "request_rejected", kind = "limit");
-                return send(tx, seal(conn, &Frame::Error(engine_error_kind(&e)))).await;
+                return send(
+                    tx,
+                    seal(conn, &EndInfo::error(engine_error_kind(&e)).to_frame()),
+                )
+                .await;
             }
         };
         let mut stream = match self.engine.generate(messages, feature_params(max)).await {
             Ok(s) => s,
             Err(e) => {
                 tracing::warn!(event = "generation_failed", kind = "engine");
-                return send(tx, seal(conn, &Frame::Error(engine_error_kind(&e)))).await;
+                return send(
+                    tx,
+                    seal(conn, &EndInfo::error(engine_error_kind(&e)).to_frame()),
+                )
+                .await;
             }
         };
         tracing::info!(event = "generation_started", max_tokens = u64::from(max));
@@ -316,7 +309,7 @@ impl NodeService {
             let frame = match ev {
                 Ok(StreamEvent::Text(t)) => {
                     pieces += 1;
-                    Frame::Chunk(t)
+                    chunk(&t)
                 }
                 Ok(StreamEvent::Done(c)) => {
                     tracing::info!(
@@ -326,15 +319,20 @@ impl NodeService {
                         ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
                         kind = c.finish_reason.as_str()
                     );
-                    let end = Frame::End(EndInfo {
-                        finish: c.finish_reason.as_str().to_owned(),
+                    let end = EndInfo {
+                        finish: Some(c.finish_reason.as_str().to_owned()),
                         completion_tokens: c.completion_tokens,
-                    });
-                    return send(tx, seal(conn, &end)).await;
+                        error: None,
+                    };
+                    return send(tx, seal(conn, &end.to_frame())).await;
                 }
                 Err(e) => {
                     tracing::warn!(event = "generation_failed", kind = "engine");
-                    return send(tx, seal(conn, &Frame::Error(engine_error_kind(&e)))).await;
+                    return send(
+                        tx,
+                        seal(conn, &EndInfo::error(engine_error_kind(&e)).to_frame()),
+                    )
+                    .await;
                 }
             };
             // Dropping `stream` on a failed send cancels the generation.
@@ -343,7 +341,11 @@ impl NodeService {
             }
         }
         tracing::warn!(event = "generation_failed", kind = "engine");
-        send(tx, seal(conn, &Frame::Error(ErrorKind::Engine))).await
+        send(
+            tx,
+            seal(conn, &EndInfo::error(ErrorKind::Engine).to_frame()),
+        )
+        .await
     }
 }
 
@@ -394,8 +396,8 @@ async fn open_session(
             );
         }
     }
-    let conn = match ServerConnection::new(Arc::clone(&svc.tls)) {
-        Ok(c) => c,
+    let engine = match ServerEngine::new(Arc::clone(&svc.tls), Arc::clone(&svc.clock), limits()) {
+        Ok(e) => e,
         Err(_) => {
             return problem(
                 StatusCode::SERVICE_UNAVAILABLE,
@@ -404,17 +406,13 @@ async fn open_session(
             );
         }
     };
-    let mut s = Session {
-        conn,
-        frames: FrameReader::default(),
-    };
-    svc.clock.set(now_tls());
-    if feed(&mut s, &body).is_err() {
+    let mut s = Session { engine };
+    if s.engine.put_incoming(&body, now_tls()).is_err() {
         tracing::info!(event = "session_handshake_failed", kind = "tls");
         // The alert tells the client why; the session is not kept.
-        return records_response(take_output(&mut s.conn));
+        return records_response(take_output(&mut s.engine));
     }
-    let out = take_output(&mut s.conn);
+    let out = take_output(&mut s.engine);
     let entry = Entry {
         session: Arc::new(tokio::sync::Mutex::new(s)),
         touched: Arc::new(AtomicU64::new(svc.now_ms())),
@@ -446,31 +444,31 @@ async fn continue_session(
     };
     let mut guard = session.lock_owned().await;
     touched.store(svc.now_ms(), Ordering::Relaxed);
-    svc.clock.set(now_tls());
-    if feed(&mut guard, &body).is_err() {
+    if guard.engine.put_incoming(&body, now_tls()).is_err() {
         tracing::info!(event = "session_handshake_failed", kind = "tls");
-        let alert = take_output(&mut guard.conn);
+        let alert = take_output(&mut guard.engine);
         drop(guard);
         svc.lock_table().remove(&id);
         return records_response(alert);
     }
     let mut requests = Vec::new();
-    loop {
-        match guard.frames.next_frame() {
-            Ok(Some(Frame::Request(p))) => requests.push(p),
-            Ok(Some(_)) | Err(_) => {
-                // A client sends only requests; anything else means the stream is
-                // out of sync. Fail the session closed.
-                tracing::info!(event = "request_rejected", kind = "frame");
-                let out = seal(&mut guard.conn, &Frame::Error(ErrorKind::BadRequest));
-                drop(guard);
-                svc.lock_table().remove(&id);
-                return records_response(out);
-            }
-            Ok(None) => break,
+    while let Some(f) = guard.engine.recv() {
+        if f.kind() == FrameKind::Request {
+            requests.push(f.into_payload());
+        } else {
+            // A client sends only requests; anything else is a protocol error.
+            // Fail the session closed.
+            tracing::info!(event = "request_rejected", kind = "frame");
+            let out = seal(
+                &mut guard.engine,
+                &EndInfo::error(ErrorKind::BadRequest).to_frame(),
+            );
+            drop(guard);
+            svc.lock_table().remove(&id);
+            return records_response(out);
         }
     }
-    let first = take_output(&mut guard.conn);
+    let first = take_output(&mut guard.engine);
     if requests.is_empty() {
         return records_response(first);
     }
@@ -479,7 +477,7 @@ async fn continue_session(
     tokio::spawn(async move {
         if send(&tx, first).await {
             for payload in requests {
-                if !svc2.run_request(&payload, &mut guard.conn, &tx).await {
+                if !svc2.run_request(&payload, &mut guard.engine, &tx).await {
                     break;
                 }
             }

@@ -1,0 +1,364 @@
+//! The node's session service on real loopback sockets with the real model: a verified
+//! session streams a summary; every tampered node fails the client's RA-TLS checks
+//! before the client can send any application data; replayed records kill the session.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::*;
+use confide_attest::{AttestRequest, Binding, Evidence};
+use confide_attest_sim::{SimulatedAttester, SimulatedVendor};
+use confide_engine::{EmbeddedEngine, Engine, LoadOptions};
+use confide_node::adapters::EvidenceAttester;
+use confide_node::{NodeService, ServiceSettings};
+use confide_ratls::rustls::pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
+use confide_ratls::rustls::server::{ClientHello, ResolvesServerCert};
+use confide_ratls::rustls::sign::CertifiedKey;
+use confide_ratls::{
+    ExternalError, ManualClock, NodeCertResolver, NodeCredential, RatlsError, server_config,
+};
+use confide_session::SessionError;
+
+const MEASUREMENT: [u8; 48] = [0x5a; 48];
+
+struct World {
+    vendor_dir: tempfile::TempDir,
+    engine: Arc<dyn Engine>,
+    model_digest: [u8; 32],
+}
+
+async fn world() -> World {
+    let vendor_dir = tempfile::tempdir().unwrap();
+    SimulatedVendor::load_or_create(&vendor_dir.path().join("v")).unwrap();
+    let engine = EmbeddedEngine::open(&model_path(), LoadOptions::default())
+        .await
+        .unwrap();
+    let model_digest = engine.info().sha256.unwrap();
+    World {
+        vendor_dir,
+        engine: Arc::new(engine),
+        model_digest,
+    }
+}
+
+impl World {
+    fn vendor(&self) -> SimulatedVendor {
+        SimulatedVendor::load(&self.vendor_dir.path().join("v")).unwrap()
+    }
+    fn root(&self) -> Vec<u8> {
+        self.vendor().root_der().to_vec()
+    }
+    fn attester(&self, measurement: [u8; 48], model_digest: [u8; 32]) -> EvidenceAttester {
+        EvidenceAttester::new(
+            Arc::new(SimulatedAttester::new(self.vendor(), measurement)),
+            Binding {
+                model_digest,
+                config_digest: [3; 32],
+            },
+        )
+    }
+}
+
+/// Serves a NodeService with `tls` on loopback; returns its URL.
+async fn serve(
+    w: &World,
+    tls: Arc<confide_ratls::rustls::ServerConfig>,
+    clock: Arc<ManualClock>,
+) -> (String, Arc<NodeService>) {
+    let svc = NodeService::new(
+        tls,
+        clock,
+        Arc::clone(&w.engine),
+        ServiceSettings {
+            idle_timeout: Duration::from_secs(2),
+            max_tokens: 48,
+            ..ServiceSettings::default()
+        },
+        "simulated",
+        1,
+    );
+    let app = svc.router();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        axum::serve(listener, app).await.unwrap();
+    });
+    (format!("http://{addr}"), svc)
+}
+
+async fn node_with(
+    w: &World,
+    attester: &dyn confide_ratls::Attester,
+    ledger: &Ledger,
+    index: u64,
+) -> (String, Arc<NodeService>) {
+    let bundle = confide_node::ledger::build_bundle(&ledger.entries, index, &ledger.note)
+        .unwrap()
+        .encode()
+        .unwrap();
+    let cred = NodeCredential::issue(
+        attester,
+        None,
+        &bundle,
+        tls_now(),
+        Duration::from_secs(3600),
+    )
+    .unwrap();
+    let clock = ManualClock::new(tls_now());
+    let tls = server_config(Arc::new(NodeCertResolver::new(&cred)), Arc::clone(&clock)).unwrap();
+    serve(w, tls, clock).await
+}
+
+fn ratls_error(e: &SessionError) -> &RatlsError {
+    match e {
+        SessionError::Verification(r) => r,
+        other => panic!("expected a verification failure, got {other:?}"),
+    }
+}
+
+/// The client must refuse to send application data after a failed handshake.
+fn assert_no_app_data(c: &mut Client) {
+    assert!(!c.engine.is_established());
+    assert!(c.engine.send(&summarize(8).to_frame().unwrap()).is_err());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn verified_session_streams_and_replays_fail_closed() {
+    let w = world().await;
+    let ledger = Ledger::new(&[
+        release(&[0x11; 48], w.model_digest), // another release
+        release(&MEASUREMENT, w.model_digest),
+    ]);
+    let att = w.attester(MEASUREMENT, w.model_digest);
+    let (url, svc) = node_with(&w, &att, &ledger, 1).await;
+
+    let mut c = Client::new(&url, verifier(&w.root(), &ledger, 3600));
+    c.open().await.unwrap();
+    assert!(c.engine.is_established());
+    let node = c.engine.verified_node().unwrap();
+    assert_eq!(node.measurement(), &MEASUREMENT[..]);
+    assert_eq!(node.ledger_index(), 1);
+    assert_eq!(node.model_digest(), Some(&w.model_digest[..]));
+
+    let a = c.request(&summarize(24)).await.unwrap();
+    assert!(a.end.error.is_none(), "{:?}", a.end);
+    assert!(
+        a.chunks >= 2,
+        "expected a streamed answer, got {} chunks",
+        a.chunks
+    );
+    assert!(!a.text.trim().is_empty());
+    assert!(a.first_chunk.unwrap() < a.end_at);
+
+    // Replaying the request's records in the same session: the AEAD sequence number
+    // no longer matches (RFC 8446 5.3), the node answers with an alert and forgets
+    // the session; no second generation runs.
+    let (status, alert) = c.post_raw(c.sent[0].clone()).await;
+    assert_eq!(status, 200);
+    // At most one encrypted alert record (5-byte header, 2-byte alert, content type,
+    // 16-byte tag): no chunk of a second answer.
+    assert!(
+        alert.len() <= 24,
+        "the node must not answer a replay with application data ({} bytes)",
+        alert.len()
+    );
+    let (status, _) = c.post_raw(c.sent[0].clone()).await;
+    assert_eq!(status, 404, "session must be gone after a replay");
+
+    // Replaying a whole recorded session (ClientHello, then Finished + request) into
+    // a new session id: the node picks fresh keys, the old records do not decrypt.
+    let mut r = Client::new(&url, verifier(&w.root(), &ledger, 3600));
+    r.hello = c.hello.clone();
+    let resp = r
+        .http
+        .post(format!("{url}/sessions"))
+        .header(confide_node::SESSION_ID_HEADER, &r.id)
+        .body(c.hello.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let before = svc.session_count();
+    let (status, _) = r.post_raw(c.sent[0].clone()).await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        svc.session_count(),
+        before - 1,
+        "replayed session must be dropped"
+    );
+
+    // Idle sessions expire.
+    let mut idle = Client::new(&url, verifier(&w.root(), &ledger, 3600));
+    idle.open().await.unwrap();
+    tokio::time::sleep(Duration::from_millis(2600)).await;
+    svc.expire_idle();
+    let (status, _) = idle.post_raw(vec![23, 3, 3, 0, 1, 0]).await;
+    assert_eq!(status, 404);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unlisted_measurement_fails_before_app_data() {
+    let w = world().await;
+    let ledger = Ledger::new(&[release(&MEASUREMENT, w.model_digest)]);
+    // The node runs another binary than the ledger lists, but staples the listed entry.
+    let att = w.attester([0x66; 48], w.model_digest);
+    let (url, _) = node_with(&w, &att, &ledger, 0).await;
+    let mut c = Client::new(&url, verifier(&w.root(), &ledger, 3600));
+    let e = c.open().await.unwrap_err();
+    assert!(
+        matches!(ratls_error(&e), RatlsError::MeasurementNotListed),
+        "{e:?}"
+    );
+    assert_no_app_data(&mut c);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn model_digest_differing_from_the_ledger_fails() {
+    let w = world().await;
+    let ledger = Ledger::new(&[release(&MEASUREMENT, w.model_digest)]);
+    let att = w.attester(MEASUREMENT, [0x99; 32]);
+    let (url, _) = node_with(&w, &att, &ledger, 0).await;
+    let mut c = Client::new(&url, verifier(&w.root(), &ledger, 3600));
+    let e = c.open().await.unwrap_err();
+    assert!(
+        matches!(ratls_error(&e), RatlsError::ModelDigestMismatch),
+        "{e:?}"
+    );
+    assert_no_app_data(&mut c);
+}
+
+/// Evidence whose REPORT_DATA names some other key than the certificate's.
+struct WrongKeyAttester(EvidenceAttester);
+impl confide_ratls::Attester for WrongKeyAttester {
+    fn media_type(&self) -> &str {
+        self.0.media_type()
+    }
+    fn attest(&self, _rd: &[u8; 64]) -> Result<Vec<u8>, ExternalError> {
+        let other = confide_attest::report_data(b"some other SubjectPublicKeyInfo", None);
+        self.0.attest(&other)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn evidence_not_binding_the_tls_key_fails() {
+    let w = world().await;
+    let ledger = Ledger::new(&[release(&MEASUREMENT, w.model_digest)]);
+    let att = WrongKeyAttester(w.attester(MEASUREMENT, w.model_digest));
+    let (url, _) = node_with(&w, &att, &ledger, 0).await;
+    let mut c = Client::new(&url, verifier(&w.root(), &ledger, 3600));
+    let e = c.open().await.unwrap_err();
+    assert!(
+        matches!(ratls_error(&e), RatlsError::ReportDataMismatch(_)),
+        "{e:?}"
+    );
+    assert_no_app_data(&mut c);
+}
+
+/// Evidence produced two hours ago (signed time in the simulated report).
+struct StaleAttester(SimulatedAttester, Binding);
+impl confide_ratls::Attester for StaleAttester {
+    fn media_type(&self) -> &str {
+        confide_node::adapters::EVIDENCE_MEDIA_TYPE
+    }
+    fn attest(&self, rd: &[u8; 64]) -> Result<Vec<u8>, ExternalError> {
+        let ev: Evidence = confide_attest::Attester::attest(
+            &self.0,
+            &AttestRequest {
+                report_data: *rd,
+                binding: Some(self.1),
+                gpu: None,
+                now: confide_attest::UnixTime(now_secs() - 7200),
+            },
+        )
+        .unwrap();
+        Ok(ev.encode())
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stale_evidence_fails() {
+    let w = world().await;
+    let ledger = Ledger::new(&[release(&MEASUREMENT, w.model_digest)]);
+    let att = StaleAttester(
+        SimulatedAttester::new(w.vendor(), MEASUREMENT),
+        Binding {
+            model_digest: w.model_digest,
+            config_digest: [3; 32],
+        },
+    );
+    let (url, _) = node_with(&w, &att, &ledger, 0).await;
+    // Policy: evidence older than 10 minutes is stale.
+    let mut c = Client::new(&url, verifier(&w.root(), &ledger, 600));
+    let e = c.open().await.unwrap_err();
+    match ratls_error(&e) {
+        RatlsError::EvidenceRejected(x) => assert!(
+            matches!(
+                x.downcast_ref::<confide_attest::Error>(),
+                Some(confide_attest::Error::Stale { .. })
+            ),
+            "{x:?}"
+        ),
+        other => panic!("expected stale evidence, got {other:?}"),
+    }
+    assert_no_app_data(&mut c);
+}
+
+/// A gateway in the middle presenting the node's genuine certificate with its own key.
+#[derive(Debug)]
+struct SwappedKey(Arc<CertifiedKey>);
+impl ResolvesServerCert for SwappedKey {
+    fn resolve(&self, _hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        Some(Arc::clone(&self.0))
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn certificate_swapped_by_the_gateway_fails() {
+    let w = world().await;
+    let ledger = Ledger::new(&[release(&MEASUREMENT, w.model_digest)]);
+    let att = w.attester(MEASUREMENT, w.model_digest);
+    let bundle = confide_node::ledger::build_bundle(&ledger.entries, 0, &ledger.note)
+        .unwrap()
+        .encode()
+        .unwrap();
+    let genuine =
+        NodeCredential::issue(&att, None, &bundle, tls_now(), Duration::from_secs(3600)).unwrap();
+    let mitm_key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+    let der = mitm_key.serialize_der();
+    let signer = confide_ratls::rustls::crypto::ring::sign::any_ecdsa_type(&PrivateKeyDer::Pkcs8(
+        PrivatePkcs8KeyDer::from(der.as_slice()),
+    ))
+    .unwrap();
+    let swapped = Arc::new(CertifiedKey::new(
+        vec![genuine.certificate().clone()],
+        signer,
+    ));
+    let clock = ManualClock::new(tls_now());
+    let mut cfg = confide_ratls::rustls::ServerConfig::builder_with_provider(Arc::new(
+        confide_ratls::provider(),
+    ))
+    .with_protocol_versions(&[&confide_ratls::rustls::version::TLS13])
+    .unwrap()
+    .with_no_client_auth()
+    .with_cert_resolver(Arc::new(SwappedKey(swapped)));
+    cfg.send_tls13_tickets = 0;
+    let (url, _) = serve(&w, Arc::new(cfg), clock).await;
+    let mut c = Client::new(&url, verifier(&w.root(), &ledger, 3600));
+    let e = c.open().await.unwrap_err();
+    // Every evidence and ledger check passes for the genuine certificate; the TLS 1.3
+    // CertificateVerify signature by a key that is not the certificate's does not.
+    match &e {
+        SessionError::Verification(r) => {
+            assert!(
+                matches!(**r, RatlsError::HandshakeSignatureInvalid),
+                "{r:?}"
+            )
+        }
+        SessionError::Tls(_) => {}
+        other => panic!("expected a signature failure, got {other:?}"),
+    }
+    assert_no_app_data(&mut c);
+}
