@@ -46,6 +46,9 @@ enum Command {
     /// Run or try the inference engine on its own.
     #[command(subcommand)]
     Engine(cmd::engine::EngineCmd),
+    /// Run the attested inference node (RA-TLS sessions inside the TEE).
+    #[command(subcommand)]
+    Node(cmd::node::NodeCmd),
 }
 
 fn main() -> ExitCode {
@@ -68,6 +71,7 @@ fn main() -> ExitCode {
             Command::Gateway(c) => cmd::gateway::run(c).await,
             Command::Relay(c) => cmd::relay::run(c).await,
             Command::Engine(c) => cmd::engine::run(c).await,
+            Command::Node(c) => cmd::node::run(c).await,
         }
     });
     match result {

@@ -6,6 +6,7 @@ pub mod gateway;
 pub mod issuer;
 pub mod ledger;
 pub mod monitor;
+pub mod node;
 pub mod relay;
 pub mod release;
 pub mod witness;

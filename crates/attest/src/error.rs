@@ -124,7 +124,8 @@ pub enum Error {
     #[error("evidence time lies {0}s in the future")]
     FromFuture(u64),
     /// The platform leaf verifier rejected the evidence.
-    #[error("{platform} verification failed: {source}")]
+    // The cause is reachable through `source()` (printed by `{:#}` chains), not repeated here.
+    #[error("{platform} verification failed")]
     Platform {
         /// Which platform.
         platform: Platform,
