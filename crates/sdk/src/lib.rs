@@ -2,3 +2,8 @@
 
 pub mod chat;
 pub mod config;
+pub mod error;
+pub mod ledger;
+pub mod verify;
+
+pub use error::{Check, Error};
