@@ -108,11 +108,11 @@ impl Tone {
 
     fn instruction(self) -> &'static str {
         match self {
-            Self::Friendly => "friendly and warm",
-            Self::Formal => "formal and polite",
-            Self::Concise => "short and to the point",
-            Self::Apologetic => "apologetic and sincere",
-            Self::Enthusiastic => "enthusiastic and upbeat",
+            Self::Friendly => "more friendly and approachable while maintaining its main points",
+            Self::Formal => "more formal and polite while retaining its essential content",
+            Self::Concise => "more concise while preserving its core meaning",
+            Self::Apologetic => "more apologetic and sincere while keeping its main points",
+            Self::Enthusiastic => "more enthusiastic and upbeat while keeping its main points",
         }
     }
 }
@@ -236,25 +236,23 @@ pub fn summarize_prompt(
 }
 
 /// Build the chat for `suggest`, enforcing `limits`.
+///
+/// The system prompt follows the phrasing of the text-rewriting data SmolLM2-Instruct
+/// was tuned on ("You're an AI assistant for text re-writing. Rewrite the input text to
+/// make it more ..."), with the draft alone as the user turn: small models follow that
+/// form far better than a free-form instruction.
 pub fn suggest_prompt(
     req: &SuggestRequest,
     limits: &Limits,
 ) -> Result<Vec<ChatMessage>, EngineError> {
     check_text("draft", &req.draft, limits.max_draft_bytes, true)?;
     let system = format!(
-        "You rewrite the user's draft message so that it sounds {}. Keep its meaning and \
-         language. Reply with the rewritten message only.",
+        "You're an AI assistant for text re-writing. Rewrite the input text to make it {}.",
         req.tone.instruction()
     );
-    let mut user = Zeroizing::new(String::with_capacity(req.draft.len() + 32));
-    user.push_str("Rewrite this message:\n\n");
-    user.push_str(req.draft.trim());
     Ok(vec![
         ChatMessage::new(Role::System, system),
-        ChatMessage {
-            role: Role::User,
-            content: Zeroizing::new(std::mem::take(&mut *user)),
-        },
+        ChatMessage::new(Role::User, req.draft.trim()),
     ])
 }
 
@@ -373,7 +371,7 @@ mod tests {
             tone: Tone::Formal,
         };
         let msgs = suggest_prompt(&req, &limits).unwrap();
-        assert!(msgs[0].content.contains("formal and polite"));
-        assert!(msgs[1].content.ends_with("see you tmrw"));
+        assert!(msgs[0].content.contains("more formal and polite"));
+        assert_eq!(msgs[1].content.as_str(), "see you tmrw");
     }
 }

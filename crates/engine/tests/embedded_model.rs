@@ -49,7 +49,8 @@ async fn summary_is_about_the_chat() {
         ["picnic", "lake", "sandwich", "lemonade"]
             .iter()
             .any(|w| lower.contains(w)),
-        "summary does not mention the chat: {text:?}"
+        "summary does not mention the chat: {:?}",
+        text.as_str()
     );
     assert!(done.completion_tokens.unwrap() > 3);
     assert!(done.prompt_tokens.unwrap() > 50);
@@ -73,7 +74,8 @@ async fn suggest_rewrites_the_draft() {
     let lower = text.to_lowercase();
     assert!(
         lower.contains("meeting") || lower.contains("tomorrow") || lower.contains("unwell"),
-        "suggestion is unrelated to the draft: {text:?}"
+        "suggestion is unrelated to the draft: {:?}",
+        text.as_str()
     );
 }
 
