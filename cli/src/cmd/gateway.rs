@@ -1,12 +1,167 @@
-//! `confide gateway` subcommands.
+//! `confide gateway` subcommands: run the OHTTP gateway, export its key configs.
 
+use std::io::Write;
+use std::net::IpAddr;
+use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::Context;
+use confide_gateway::{Gateway, GatewayConfig, KeyRing, KeySchedule, TokenGate, unix_now};
+use confide_ohttp::KeyConfig;
 
 /// `confide gateway` subcommands.
 #[derive(Debug, clap::Subcommand)]
-pub enum GatewayCmd {}
+pub enum GatewayCmd {
+    /// Serve `POST /gateway` (OHTTP) and `GET /ohttp-keys`.
+    Serve(ServeArgs),
+    /// Write the gateway's key configs as `application/ohttp-keys` (for the key-config
+    /// host and for logging in the ledger).
+    Keys(KeysArgs),
+}
+
+/// Where the key seed lives and how keys rotate.
+#[derive(Debug, clap::Args)]
+pub struct KeyArgs {
+    /// State directory; the key seed is `DIR/ohttp-seed`, created on first start.
+    #[arg(long, default_value = "gateway-data")]
+    pub dir: PathBuf,
+    /// Use this seed file instead of `DIR/ohttp-seed` (share it between replicas).
+    #[arg(long)]
+    pub ohttp_key: Option<PathBuf>,
+    /// Rotate keys every period (e.g. `3600`, `90m`, `24h`, `7d`); default: never.
+    #[arg(long, value_parser = parse_duration)]
+    pub rotate_every: Option<u64>,
+}
+
+impl KeyArgs {
+    fn schedule(&self) -> anyhow::Result<KeySchedule> {
+        let path = self
+            .ohttp_key
+            .clone()
+            .unwrap_or_else(|| self.dir.join("ohttp-seed"));
+        KeySchedule::load_or_create(&path, self.rotate_every, &mut rand_core::OsRng)
+            .with_context(|| format!("OHTTP key seed {}", path.display()))
+    }
+}
+
+/// `confide gateway serve`.
+#[derive(Debug, clap::Args)]
+pub struct ServeArgs {
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:8480")]
+    pub listen: String,
+    #[command(flatten)]
+    pub keys: KeyArgs,
+    /// Accept `POST /gateway` only from these relay addresses (repeatable).
+    #[arg(long = "relay")]
+    pub relays: Vec<IpAddr>,
+    /// The issuer's `redemption-keys.json`; enables token-protected inner resources.
+    #[arg(long)]
+    pub token_keys: Option<PathBuf>,
+    /// Largest encapsulated request accepted, in bytes.
+    #[arg(long, default_value_t = 1 << 20)]
+    pub max_body: usize,
+    /// Replay window in seconds (RFC 9458 §6.5).
+    #[arg(long, default_value_t = 300)]
+    pub replay_window: u64,
+}
+
+/// `confide gateway keys`.
+#[derive(Debug, clap::Args)]
+pub struct KeysArgs {
+    #[command(flatten)]
+    pub keys: KeyArgs,
+    /// Output file (`application/ohttp-keys` bytes).
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Include this many epochs from now (current first), to log keys before use.
+    #[arg(long, default_value_t = 1)]
+    pub epochs: u64,
+}
+
+/// Parse `N`, `Ns`, `Nm`, `Nh` or `Nd` into seconds.
+fn parse_duration(s: &str) -> Result<u64, String> {
+    let (num, mul) = match s.chars().last() {
+        Some('s') => (&s[..s.len() - 1], 1),
+        Some('m') => (&s[..s.len() - 1], 60),
+        Some('h') => (&s[..s.len() - 1], 3600),
+        Some('d') => (&s[..s.len() - 1], 86_400),
+        _ => (s, 1),
+    };
+    let n: u64 = num.parse().map_err(|_| format!("not a duration: {s}"))?;
+    let secs = n.checked_mul(mul).ok_or("duration too large")?;
+    if secs == 0 {
+        return Err("duration must be positive".into());
+    }
+    Ok(secs)
+}
 
 /// Run a `confide gateway` subcommand.
 pub async fn run(cmd: GatewayCmd) -> anyhow::Result<ExitCode> {
-    match cmd {}
+    match cmd {
+        GatewayCmd::Serve(a) => serve(a).await,
+        GatewayCmd::Keys(a) => keys(a),
+    }
+}
+
+async fn serve(a: ServeArgs) -> anyhow::Result<ExitCode> {
+    confide_svc::init_tracing();
+    let ring = Arc::new(KeyRing::new(a.keys.schedule()?));
+    // Build the keys once so a bad seed fails at start, not at the first request.
+    ring.server(unix_now()).context("deriving OHTTP keys")?;
+    let tokens: Option<Arc<dyn TokenGate>> = match &a.token_keys {
+        Some(path) => {
+            let bytes =
+                std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+            let keys = confide_tokens::RedemptionKeys::from_json(&bytes)
+                .with_context(|| format!("parsing {}", path.display()))?;
+            let store = Arc::new(confide_tokens::MemorySpentStore::new());
+            Some(Arc::new(confide_tokens::Redeemer::new(keys, store)))
+        }
+        None => None,
+    };
+    let config = GatewayConfig {
+        max_request_body: a.max_body,
+        allowed_relays: (!a.relays.is_empty()).then(|| a.relays.clone()),
+        replay_window: a.replay_window,
+        ..GatewayConfig::default()
+    };
+    let router = Gateway::new(ring, config, tokens).router();
+    let (listener, addr) = confide_svc::bind(&a.listen).await?;
+    println!("listening on {addr}");
+    std::io::stdout().flush().ok();
+    tracing::info!(%addr, relays = a.relays.len(), "gateway serving");
+    confide_svc::serve(listener, router).await?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn keys(a: KeysArgs) -> anyhow::Result<ExitCode> {
+    let schedule = a.keys.schedule()?;
+    let configs = schedule.upcoming_configs(unix_now(), a.epochs)?;
+    let bytes = KeyConfig::encode_list(&configs);
+    confide_svc::durable::write_atomic(&a.out, &bytes)
+        .with_context(|| format!("writing {}", a.out.display()))?;
+    for c in &configs {
+        println!(
+            "key id {} public key {}",
+            c.key_id(),
+            hex::encode(c.public_key())
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_duration;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("90"), Ok(90));
+        assert_eq!(parse_duration("90m"), Ok(5400));
+        assert_eq!(parse_duration("7d"), Ok(604_800));
+        assert!(parse_duration("0").is_err());
+        assert!(parse_duration("x").is_err());
+    }
 }

@@ -5,5 +5,6 @@ pub mod config;
 pub mod error;
 pub mod ledger;
 pub mod verify;
+pub mod wire;
 
 pub use error::{Check, Error};

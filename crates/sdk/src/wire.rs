@@ -1,0 +1,397 @@
+//! The client side of the wire (DESIGN.md phases 2-3): fetch the gateway's OHTTP key
+//! configurations, check them against the ledger, encapsulate Binary HTTP requests,
+//! send them through the relay, and decapsulate (or stream) the responses.
+//!
+//! Standards: RFC 9458 (OHTTP) §3 key configurations, §4 encapsulation, §5.3 the
+//! `ohttp-key` problem, §6.5.1 the inner `Date` field; RFC 9292 (Binary HTTP);
+//! draft-ietf-ohai-chunked-ohttp for streamed responses.
+//!
+//! Key consistency: a key configuration is only usable as a [`LoggedKeyConfig`], which
+//! only [`check_logged`] creates, from ledger entries whose inclusion was verified
+//! (`confide_release::VerifiedInclusion`). A gateway that hands one device a personal
+//! key cannot also have logged it without every monitor seeing it.
+
+use std::collections::VecDeque;
+
+use confide_ohttp::bhttp::{self, Fields, ResponseStream, StreamEvent};
+use confide_ohttp::{
+    CHUNKED_REQUEST_MEDIA_TYPE, CHUNKED_RESPONSE_MEDIA_TYPE, ChunkOpener, ClientRequest,
+    KEYS_MEDIA_TYPE, KeyConfig, REQUEST_MEDIA_TYPE, RESPONSE_MEDIA_TYPE,
+};
+use rand_core::OsRng;
+
+/// The IANA `ohttp-key` problem type (RFC 9458 §5.3).
+const OHTTP_KEY_PROBLEM: &str = "https://iana.org/assignments/http-problem-types#ohttp-key";
+/// Largest key-config document accepted.
+const MAX_KEYS_DOC: usize = 64 * 1024;
+
+/// What can go wrong on the wire. Messages never carry request or response content.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum WireError {
+    /// The relay, gateway or key host could not be reached, or the connection broke.
+    #[error("transport: {0}")]
+    Transport(String),
+    /// A non-success HTTP status, with the problem type when one was given.
+    #[error("HTTP status {status}{}", problem.as_deref().map(|p| format!(" ({p})")).unwrap_or_default())]
+    Status {
+        /// The status code.
+        status: u16,
+        /// The RFC 9457 problem type, if the body was a problem document.
+        problem: Option<String>,
+    },
+    /// The gateway refused the key configuration (RFC 9458 §5.3): refetch keys.
+    #[error("the gateway rejected the key configuration; refetch it")]
+    KeyConfigRejected,
+    /// An unexpected `Content-Type`.
+    #[error("unexpected media type {0:?}")]
+    MediaType(String),
+    /// None of the offered key configurations is in the verified ledger entries.
+    #[error("no offered key configuration is logged in the ledger and valid now")]
+    KeyConfigNotLogged,
+    /// A body above the configured limit.
+    #[error("response larger than {0} bytes")]
+    TooLarge(usize),
+    /// OHTTP, chunking or Binary HTTP failed (includes tampering and truncation).
+    #[error("OHTTP: {0}")]
+    Ohttp(#[from] confide_ohttp::Error),
+}
+
+fn transport(e: reqwest::Error) -> WireError {
+    // reqwest's Display may include the URL, never bodies.
+    WireError::Transport(e.without_url().to_string())
+}
+
+fn media_type(resp: &reqwest::Response) -> String {
+    resp.headers()
+        .get(reqwest::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(|v| {
+            v.split(';')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_ascii_lowercase()
+        })
+        .unwrap_or_default()
+}
+
+/// Read a whole body, refusing more than `limit` bytes.
+async fn read_limited(mut resp: reqwest::Response, limit: usize) -> Result<Vec<u8>, WireError> {
+    let mut out = Vec::new();
+    while let Some(chunk) = resp.chunk().await.map_err(transport)? {
+        if out.len() + chunk.len() > limit {
+            return Err(WireError::TooLarge(limit));
+        }
+        out.extend_from_slice(&chunk);
+    }
+    Ok(out)
+}
+
+/// Turn a non-200 answer into an error, reading the problem type if there is one.
+async fn status_error(resp: reqwest::Response) -> WireError {
+    let status = resp.status().as_u16();
+    let is_problem = media_type(&resp) == "application/problem+json";
+    let problem = if is_problem {
+        read_limited(resp, 16 * 1024)
+            .await
+            .ok()
+            .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+            .and_then(|v| v.get("type").and_then(|t| t.as_str()).map(str::to_owned))
+    } else {
+        None
+    };
+    if problem.as_deref() == Some(OHTTP_KEY_PROBLEM) {
+        return WireError::KeyConfigRejected;
+    }
+    WireError::Status { status, problem }
+}
+
+/// Fetch `application/ohttp-keys` from a key-config host (or the gateway's
+/// `/ohttp-keys`). The result is not yet trusted: pass it to [`check_logged`].
+pub async fn fetch_key_configs(
+    http: &reqwest::Client,
+    url: &str,
+) -> Result<Vec<KeyConfig>, WireError> {
+    let resp = http.get(url).send().await.map_err(transport)?;
+    if !resp.status().is_success() {
+        return Err(status_error(resp).await);
+    }
+    let mt = media_type(&resp);
+    if mt != KEYS_MEDIA_TYPE {
+        return Err(WireError::MediaType(mt));
+    }
+    let body = read_limited(resp, MAX_KEYS_DOC).await?;
+    Ok(KeyConfig::decode_list(&body)?)
+}
+
+/// A key configuration that was found in a verified ledger entry valid at the time of
+/// the check. Only [`check_logged`] makes one.
+#[derive(Debug, Clone)]
+pub struct LoggedKeyConfig {
+    config: KeyConfig,
+    ledger_index: u64,
+}
+
+impl LoggedKeyConfig {
+    /// The configuration.
+    pub fn config(&self) -> &KeyConfig {
+        &self.config
+    }
+    /// The ledger index of the entry that logs it.
+    pub fn ledger_index(&self) -> u64 {
+        self.ledger_index
+    }
+}
+
+/// Pick the first of `offered` (the gateway's preference order) whose exact encoding
+/// appears in a `key-config` ledger entry of `logged` that is valid at `now` (Unix
+/// seconds). Each entry's `key_config` holds `application/ohttp-keys` bytes.
+pub fn check_logged(
+    offered: &[KeyConfig],
+    logged: &[confide_release::VerifiedInclusion],
+    now: u64,
+) -> Result<LoggedKeyConfig, WireError> {
+    for cfg in offered {
+        for inc in logged {
+            let confide_release::LedgerEntry::KeyConfig(entry) = inc.entry() else {
+                continue;
+            };
+            if !entry.is_valid_at(now) {
+                continue;
+            }
+            let Ok(list) = KeyConfig::decode_list(&entry.key_config) else {
+                continue;
+            };
+            if list.contains(cfg) {
+                return Ok(LoggedKeyConfig {
+                    config: cfg.clone(),
+                    ledger_index: inc.index(),
+                });
+            }
+        }
+    }
+    Err(WireError::KeyConfigNotLogged)
+}
+
+/// Sends Binary HTTP requests through a relay to the gateway.
+#[derive(Debug, Clone)]
+pub struct WireClient {
+    http: reqwest::Client,
+    relay: String,
+    config: KeyConfig,
+    max_response: usize,
+}
+
+impl WireClient {
+    /// A client sending through `relay_url` to the gateway whose logged key is `key`.
+    pub fn new(http: reqwest::Client, relay_url: impl Into<String>, key: LoggedKeyConfig) -> Self {
+        Self {
+            http,
+            relay: relay_url.into(),
+            config: key.config,
+            max_response: 8 << 20,
+        }
+    }
+
+    /// A client with a key configuration that was NOT checked against the ledger. For
+    /// development setups without a ledger and for tests only: it gives up key
+    /// consistency, so a gateway could single this device out.
+    pub fn new_without_ledger_check(
+        http: reqwest::Client,
+        relay_url: impl Into<String>,
+        config: KeyConfig,
+    ) -> Self {
+        tracing::warn!("OHTTP key configuration used without a ledger check");
+        Self {
+            http,
+            relay: relay_url.into(),
+            config,
+            max_response: 8 << 20,
+        }
+    }
+
+    /// Limit the size of a non-streamed response and of one streamed unit.
+    pub fn with_max_response(mut self, bytes: usize) -> Self {
+        self.max_response = bytes;
+        self
+    }
+
+    /// The key configuration in use.
+    pub fn key_config(&self) -> &KeyConfig {
+        &self.config
+    }
+
+    /// Add a `Date` field if absent, so the gateway can bound replays (RFC 9458 §6.5.1).
+    fn with_date(req: &bhttp::Request) -> bhttp::Request {
+        let mut req = req.clone();
+        if req.headers.get("date").is_none() {
+            req.headers.append(
+                "date",
+                httpdate::fmt_http_date(std::time::SystemTime::now()).into_bytes(),
+            );
+        }
+        req
+    }
+
+    /// Send one request and return the whole response.
+    pub async fn send(&self, req: &bhttp::Request) -> Result<bhttp::Response, WireError> {
+        let encoded = Self::with_date(req).encode();
+        let (enc, pending) = ClientRequest::new(&self.config)?.encapsulate(&encoded, &mut OsRng)?;
+        let resp = self
+            .http
+            .post(&self.relay)
+            .header(reqwest::header::CONTENT_TYPE, REQUEST_MEDIA_TYPE)
+            .body(enc)
+            .send()
+            .await
+            .map_err(transport)?;
+        if resp.status() != reqwest::StatusCode::OK {
+            return Err(status_error(resp).await);
+        }
+        let mt = media_type(&resp);
+        if mt != RESPONSE_MEDIA_TYPE {
+            return Err(WireError::MediaType(mt));
+        }
+        let body = read_limited(resp, self.max_response + 64).await?;
+        let plain = pending.decapsulate(&body)?;
+        Ok(bhttp::Response::decode(&plain)?)
+    }
+
+    /// Send one request asking for a chunked (streamed) response. Returns once the
+    /// response head has arrived; read the content with [`StreamingResponse::next_data`].
+    pub async fn send_streaming(
+        &self,
+        req: &bhttp::Request,
+    ) -> Result<StreamingResponse, WireError> {
+        let encoded = Self::with_date(req).encode();
+        let (mut body, sealer) =
+            ClientRequest::new(&self.config)?.encapsulate_chunked(&mut OsRng)?;
+        let (last, pending) = sealer.finish(&encoded)?;
+        body.extend_from_slice(&last);
+        let resp = self
+            .http
+            .post(&self.relay)
+            .header(reqwest::header::CONTENT_TYPE, CHUNKED_REQUEST_MEDIA_TYPE)
+            .body(body)
+            .send()
+            .await
+            .map_err(transport)?;
+        if resp.status() != reqwest::StatusCode::OK {
+            return Err(status_error(resp).await);
+        }
+        let mt = media_type(&resp);
+        if mt != CHUNKED_RESPONSE_MEDIA_TYPE {
+            return Err(WireError::MediaType(mt));
+        }
+        let mut s = StreamingResponse {
+            resp: Some(resp),
+            opener: Some(pending.decoder(self.max_response)),
+            parser: Some(ResponseStream::new(self.max_response)),
+            events: VecDeque::new(),
+            status: 0,
+            headers: Fields::new(),
+            trailers: None,
+        };
+        match s.next_event().await? {
+            Some(StreamEvent::Head { status, headers }) => {
+                s.status = status;
+                s.headers = headers;
+                Ok(s)
+            }
+            Some(_) | None => Err(confide_ohttp::Error::Truncated("streamed response head").into()),
+        }
+    }
+}
+
+/// A response arriving as chunked OHTTP. Every piece is authenticated as it arrives;
+/// the end is authenticated too, so a cut stream is an error, never a short answer.
+#[derive(Debug)]
+pub struct StreamingResponse {
+    resp: Option<reqwest::Response>,
+    opener: Option<ChunkOpener>,
+    parser: Option<ResponseStream>,
+    events: VecDeque<StreamEvent>,
+    status: u16,
+    headers: Fields,
+    trailers: Option<Fields>,
+}
+
+impl StreamingResponse {
+    /// The inner response status.
+    pub fn status(&self) -> u16 {
+        self.status
+    }
+    /// The inner response header fields.
+    pub fn headers(&self) -> &Fields {
+        &self.headers
+    }
+    /// The trailer fields, once the stream has ended.
+    pub fn trailers(&self) -> Option<&Fields> {
+        self.trailers.as_ref()
+    }
+
+    async fn next_event(&mut self) -> Result<Option<StreamEvent>, WireError> {
+        loop {
+            if let Some(ev) = self.events.pop_front() {
+                return Ok(Some(ev));
+            }
+            let Some(resp) = self.resp.as_mut() else {
+                return Ok(None);
+            };
+            let (Some(opener), Some(parser)) = (self.opener.as_mut(), self.parser.as_mut()) else {
+                return Ok(None);
+            };
+            match resp.chunk().await.map_err(transport)? {
+                Some(bytes) => {
+                    for plain in opener.push(&bytes)? {
+                        self.events.extend(parser.push(&plain)?);
+                    }
+                }
+                None => {
+                    self.resp = None;
+                    let (Some(opener), Some(mut parser)) = (self.opener.take(), self.parser.take())
+                    else {
+                        return Ok(None);
+                    };
+                    let last = opener.finish()?;
+                    self.events.extend(parser.push(&last)?);
+                    self.events.extend(parser.finish()?);
+                }
+            }
+        }
+    }
+
+    /// The next piece of content; `None` once the authenticated end has arrived.
+    pub async fn next_data(&mut self) -> Result<Option<Vec<u8>>, WireError> {
+        loop {
+            match self.next_event().await? {
+                Some(StreamEvent::Data(d)) => return Ok(Some(d)),
+                Some(StreamEvent::End(t)) => {
+                    self.trailers = Some(t);
+                    return Ok(None);
+                }
+                Some(_) => continue,
+                None => {
+                    return if self.trailers.is_some() {
+                        Ok(None)
+                    } else {
+                        Err(confide_ohttp::Error::Truncated("streamed response").into())
+                    };
+                }
+            }
+        }
+    }
+
+    /// Read the rest of the content into one buffer (bounded by `limit`).
+    pub async fn collect(mut self, limit: usize) -> Result<Vec<u8>, WireError> {
+        let mut out = Vec::new();
+        while let Some(d) = self.next_data().await? {
+            if out.len() + d.len() > limit {
+                return Err(WireError::TooLarge(limit));
+            }
+            out.extend_from_slice(&d);
+        }
+        Ok(out)
+    }
+}
