@@ -15,6 +15,7 @@
 pub mod inner;
 pub mod keys;
 pub mod replay;
+pub mod sessions;
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -131,9 +132,10 @@ impl Gateway {
     }
 
     /// Add inner resources (the node's session routes). Routes given here take part in
-    /// the same dispatch as `/v1/health`.
+    /// the same dispatch as `/v1/health` and take precedence over the built-in ones
+    /// (session routing replaces the built-in `POST /v1/sessions` answer).
     pub fn with_inner_routes(mut self, routes: Router) -> Self {
-        self.inner = routes.merge(self.inner);
+        self.inner = routes.fallback_service(self.inner);
         self
     }
 
