@@ -331,3 +331,45 @@ async fn gateway_refuses_a_direct_client_when_relays_are_configured() {
         other => panic!("expected 403 relay-required, got {other:?}"),
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicas_sharing_the_seed_serve_the_same_keys() {
+    let dir = tempfile::tempdir().unwrap();
+    let seed = dir.path().join("shared-seed");
+    let start_replica = |name: &str| {
+        let d = dir.path().join(name);
+        start(&[
+            "gateway",
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--dir",
+            d.to_str().unwrap(),
+            "--ohttp-key",
+            seed.to_str().unwrap(),
+            "--rotate-every",
+            "1h",
+        ])
+    };
+    let (_a, a_addr) = start_replica("a");
+    let (_b, b_addr) = start_replica("b");
+    let plain = reqwest::Client::new();
+    let from_a = fetch_key_configs(&plain, &format!("http://{a_addr}/ohttp-keys"))
+        .await
+        .unwrap();
+    let from_b = fetch_key_configs(&plain, &format!("http://{b_addr}/ohttp-keys"))
+        .await
+        .unwrap();
+    assert_eq!(from_a, from_b);
+    // A key learnt from replica A works at replica B.
+    let to_b = WireClient::new_without_ledger_check(
+        plain,
+        format!("http://{b_addr}/gateway"),
+        from_a[0].clone(),
+    );
+    let resp = to_b
+        .send(&Request::new("GET", "https", "g", "/v1/health"))
+        .await
+        .unwrap();
+    assert_eq!(resp.status, 200);
+}

@@ -59,12 +59,22 @@ pub struct ServeArgs {
     /// The issuer's `redemption-keys.json`; enables token-protected inner resources.
     #[arg(long)]
     pub token_keys: Option<PathBuf>,
+    /// Shared double-spend store (`redis://host:port/`); required when several gateway
+    /// replicas redeem the same keys. Default: an embedded store, `DIR/spent-tokens.redb`.
+    #[arg(long, requires = "token_keys")]
+    pub redis: Option<String>,
     /// Largest encapsulated request accepted, in bytes.
     #[arg(long, default_value_t = 1 << 20)]
     pub max_body: usize,
     /// Replay window in seconds (RFC 9458 §6.5).
     #[arg(long, default_value_t = 300)]
     pub replay_window: u64,
+    /// Node base URL (repeatable): sessions go to a healthy one chosen at random.
+    #[arg(long = "node")]
+    pub nodes: Vec<String>,
+    /// Seconds after which an idle session is forgotten.
+    #[arg(long, default_value_t = 120)]
+    pub session_idle_secs: u64,
 }
 
 /// `confide gateway keys`.
@@ -116,7 +126,22 @@ async fn serve(a: ServeArgs) -> anyhow::Result<ExitCode> {
                 std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
             let keys = confide_tokens::RedemptionKeys::from_json(&bytes)
                 .with_context(|| format!("parsing {}", path.display()))?;
-            let store = Arc::new(confide_tokens::MemorySpentStore::new());
+            let store: Arc<dyn confide_tokens::SpentStore> = match &a.redis {
+                Some(url) => Arc::new(
+                    confide_token_store::RedisSpentStore::connect(url)
+                        .await
+                        .context("connecting to the Redis double-spend store")?,
+                ),
+                None => {
+                    std::fs::create_dir_all(&a.keys.dir)
+                        .with_context(|| format!("creating {}", a.keys.dir.display()))?;
+                    let path = a.keys.dir.join("spent-tokens.redb");
+                    Arc::new(
+                        confide_token_store::RedbSpentStore::open(&path)
+                            .with_context(|| format!("opening {}", path.display()))?,
+                    )
+                }
+            };
             Some(Arc::new(confide_tokens::Redeemer::new(keys, store)))
         }
         None => None,
@@ -127,7 +152,18 @@ async fn serve(a: ServeArgs) -> anyhow::Result<ExitCode> {
         replay_window: a.replay_window,
         ..GatewayConfig::default()
     };
-    let router = Gateway::new(ring, config, tokens).router();
+    let mut gateway = Gateway::new(Arc::clone(&ring), config, tokens.clone());
+    if !a.nodes.is_empty() {
+        // Session routing (docs/sessions.md): replaces the built-in 503 answer.
+        let sessions = confide_gateway::sessions::SessionRouter::new(
+            &a.nodes,
+            std::time::Duration::from_secs(a.session_idle_secs.max(1)),
+        )?;
+        sessions.spawn_maintenance(std::time::Duration::from_secs(2));
+        let inner = Arc::new(confide_gateway::InnerState { ring: ring, tokens: tokens });
+        gateway = gateway.with_inner_routes(sessions.routes(inner));
+    }
+    let router = gateway.router();
     let (listener, addr) = confide_svc::bind(&a.listen).await?;
     println!("listening on {addr}");
     std::io::stdout().flush().ok();
