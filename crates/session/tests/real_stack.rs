@@ -1,276 +1,13 @@
-//! The session engines over the real attestation and ledger code: evidence from
-//! `confide-attest-sim` (SEV-SNP-format reports under a simulated vendor root),
-//! judged by `confide_attest::verify_with` with the SEV-SNP leaf verifier, and a
-//! stapled `confide-release` bundle (RFC 9162 inclusion proof under a C2SP
-//! checkpoint signed by the ledger and cosigned by witnesses), verified with
-//! `confide_release::verify_bundle`.
+//! The session engines over the real attestation and ledger code (see `real/mod.rs`).
 #![allow(clippy::unwrap_used)]
 
-use std::sync::{Arc, OnceLock};
-use std::time::Duration;
+mod real;
 
-use confide_attest::{AttestRequest, Binding, Evidence, Platform, TrustPolicy, verify_with};
-use confide_attest_sim::{SimulatedAttester, SimulatedVendor};
-use confide_attest_snp::SnpVerifier;
-use confide_note::{Checkpoint, KeyType, Note, SignerKey};
-use confide_ratls::rustls::pki_types::UnixTime;
-use confide_ratls::{
-    Attester, CheckpointRef, EvidenceClaims, EvidenceVerifier, ExternalError, InclusionVerifier,
-    LedgerEntryClaims, ManualClock, NodeCertResolver, NodeCredential, NodePolicy, NodeVerifier,
-    RatlsError, server_config,
-};
-use confide_release::{
-    Bundle, LedgerEntry, LedgerTrust, ReleaseManifest, StoredCheckpoint, verify_bundle,
-};
-use confide_session::{ClientEngine, Frame, FrameKind, ServerEngine, SessionError, SessionLimits};
-use confide_tlog::{MemoryTree, inclusion_proof, leaf_hash};
+use std::sync::Arc;
 
-const T0: u64 = 1_790_000_000;
-const WINDOW: Duration = Duration::from_secs(3600);
-const MEDIA_TYPE: &str = "application/vnd.confide.evidence";
-const ORIGIN: &str = "ledger.confide.test";
-const MEASUREMENT: [u8; 48] = [0x4d; 48];
-const MODEL: [u8; 32] = [0x6d; 32];
-const CONFIG: [u8; 32] = [0x63; 32];
-
-fn at(s: u64) -> UnixTime {
-    UnixTime::since_unix_epoch(Duration::from_secs(s))
-}
-
-/// One simulated vendor per test binary (RSA key generation is the slow part).
-fn sim() -> &'static SimulatedAttester {
-    static SIM: OnceLock<SimulatedAttester> = OnceLock::new();
-    SIM.get_or_init(|| {
-        let vendor = SimulatedVendor::generate(
-            &mut rand::thread_rng(),
-            confide_attest::UnixTime(T0 - 86_400),
-        )
-        .unwrap();
-        SimulatedAttester::new(vendor, MEASUREMENT)
-    })
-}
-
-/// Node side: the simulated platform behind confide-ratls' `Attester`.
-struct SimAttester {
-    binding: Binding,
-    signed_at: u64,
-    /// Tamper hook: sign this REPORT_DATA instead of the one asked for.
-    report_data: Option<[u8; 64]>,
-}
-
-impl Attester for SimAttester {
-    fn media_type(&self) -> &str {
-        MEDIA_TYPE
-    }
-    fn attest(&self, rd: &[u8; 64]) -> Result<Vec<u8>, ExternalError> {
-        use confide_attest::Attester as _;
-        let ev = sim()
-            .attest(&AttestRequest {
-                report_data: self.report_data.unwrap_or(*rd),
-                binding: Some(self.binding),
-                gpu: None,
-                now: confide_attest::UnixTime(self.signed_at),
-            })
-            .map_err(|e| {
-                ExternalError::new(confide_attest::Error::platform(Platform::Simulated, e))
-            })?;
-        Ok(ev.encode())
-    }
-}
-
-/// Client side: `verify_with` under a policy pinning the simulated root. The key
-/// binding of REPORT_DATA is then checked by confide-ratls on the returned value.
-#[derive(Debug)]
-struct SimEvidenceVerifier {
-    policy: TrustPolicy,
-}
-
-impl EvidenceVerifier for SimEvidenceVerifier {
-    fn verify_evidence(
-        &self,
-        media_type: &str,
-        evidence: &[u8],
-        now: UnixTime,
-    ) -> Result<EvidenceClaims, ExternalError> {
-        assert_eq!(media_type, MEDIA_TYPE);
-        let ev = Evidence::decode(evidence).map_err(ExternalError::new)?;
-        // SEV-SNP ATTESTATION_REPORT: REPORT_DATA at 0x50..0x90 (AMD spec 56860, table 23).
-        let rd: [u8; 64] = ev.report[0x50..0x90].try_into().unwrap();
-        let v = verify_with(
-            &SnpVerifier::new(),
-            None,
-            &ev,
-            &rd,
-            confide_attest::UnixTime(now.as_secs()),
-            &self.policy,
-        )
-        .map_err(ExternalError::new)?;
-        Ok(EvidenceClaims {
-            platform: v.platform().name().to_owned(),
-            measurement: v.measurement().to_vec(),
-            model_digest: v.model_digest().map(|d| d.to_vec()),
-            report_data: *v.report_data(),
-            collected_at: v.signed_time().map(at),
-        })
-    }
-}
-
-#[derive(Debug)]
-struct ReleaseVerifier {
-    trust: LedgerTrust,
-    last_seen: Option<StoredCheckpoint>,
-}
-
-impl InclusionVerifier for ReleaseVerifier {
-    fn verify_inclusion(
-        &self,
-        bundle: &[u8],
-        _now: UnixTime,
-    ) -> Result<LedgerEntryClaims, ExternalError> {
-        let b = Bundle::decode(bundle).map_err(ExternalError::new)?;
-        let v = verify_bundle(&b, &self.trust, self.last_seen.as_ref(), None)
-            .map_err(ExternalError::new)?;
-        let LedgerEntry::Release(m) = v.entry() else {
-            panic!("test ledger holds only releases")
-        };
-        Ok(LedgerEntryClaims {
-            platform: m.platform.name().to_owned(),
-            measurement: m.measurement.clone(),
-            model_digest: Some(m.model_digest.to_vec()),
-            valid_from: at(m.not_before),
-            valid_until: Some(at(m.not_after)),
-            index: v.index(),
-            checkpoint: CheckpointRef {
-                origin: v.checkpoint().origin().to_owned(),
-                size: v.checkpoint().size(),
-                root_hash: v.checkpoint().root().0,
-            },
-        })
-    }
-}
-
-/// A ledger with two witnesses holding the given releases.
-struct Ledger {
-    key: SignerKey,
-    witnesses: Vec<SignerKey>,
-    tree: MemoryTree,
-    entries: Vec<Vec<u8>>,
-}
-
-fn release(measurement: [u8; 48], model: [u8; 32]) -> ReleaseManifest {
-    ReleaseManifest {
-        platform: confide_release::Platform::Simulated,
-        measurement: measurement.to_vec(),
-        model_digest: model,
-        source_revision: "git:0123456789abcdef0123456789abcdef01234567".into(),
-        build_recipe_digest: [0x22; 32],
-        not_before: T0 - 86_400,
-        not_after: T0 + 30 * 86_400,
-        notes: String::new(),
-    }
-}
-
-impl Ledger {
-    fn new(releases: &[ReleaseManifest]) -> Self {
-        let mut l = Ledger {
-            key: SignerKey::from_seed(ORIGIN, KeyType::Ed25519, &[1; 32]).unwrap(),
-            witnesses: (0..2u8)
-                .map(|i| {
-                    SignerKey::from_seed(
-                        &format!("witness-{i}.test"),
-                        KeyType::CosignatureV1,
-                        &[10 + i; 32],
-                    )
-                    .unwrap()
-                })
-                .collect(),
-            tree: MemoryTree::new(),
-            entries: Vec::new(),
-        };
-        for r in releases {
-            let b = LedgerEntry::Release(r.clone()).encode().unwrap();
-            l.tree.push(leaf_hash(&b));
-            l.entries.push(b);
-        }
-        l
-    }
-
-    fn bundle(&self, index: u64) -> Vec<u8> {
-        let size = self.entries.len() as u64;
-        let cp = Checkpoint::new(ORIGIN, size, self.tree.root_at(size).unwrap()).unwrap();
-        let mut note = Note::new(&cp.to_text()).unwrap();
-        note.add_signature(self.key.sign_note(note.text()).unwrap())
-            .unwrap();
-        for w in &self.witnesses {
-            note.add_signature(w.cosign(&cp.to_text(), T0 - 10).unwrap())
-                .unwrap();
-        }
-        Bundle {
-            entry: self.entries[index as usize].clone(),
-            index,
-            proof: inclusion_proof(&self.tree, index, size).unwrap(),
-            checkpoint: note.encode(),
-        }
-        .encode()
-        .unwrap()
-    }
-
-    fn verifier(&self) -> NodeVerifier {
-        let w: Vec<String> = self
-            .witnesses
-            .iter()
-            .map(|w| w.verifier().to_vkey())
-            .collect();
-        let trust = LedgerTrust::new(&self.key.verifier().to_vkey(), &w, 2).unwrap();
-        let mut policy =
-            TrustPolicy::production().with_simulated_root(sim().vendor().root_der().to_vec());
-        policy.freshness_secs = WINDOW.as_secs();
-        NodeVerifier::new(
-            NodePolicy::new(WINDOW),
-            Arc::new(SimEvidenceVerifier { policy }),
-            Arc::new(ReleaseVerifier {
-                trust,
-                last_seen: None,
-            }),
-        )
-    }
-}
-
-fn honest_attester() -> SimAttester {
-    SimAttester {
-        binding: Binding {
-            model_digest: MODEL,
-            config_digest: CONFIG,
-        },
-        signed_at: T0,
-        report_data: None,
-    }
-}
-
-fn node(attester: &SimAttester, bundle: &[u8]) -> ServerEngine {
-    let cred = NodeCredential::issue(attester, None, bundle, at(T0), WINDOW).unwrap();
-    let clock = ManualClock::new(at(T0));
-    let config = server_config(Arc::new(NodeCertResolver::new(&cred)), Arc::clone(&clock)).unwrap();
-    ServerEngine::new(config, clock, SessionLimits::default()).unwrap()
-}
-
-fn pump(c: &mut ClientEngine, s: &mut ServerEngine) -> Result<(), SessionError> {
-    for _ in 0..10 {
-        let mut moved = false;
-        if let Some(b) = c.get_outgoing() {
-            s.put_incoming(&b, at(T0 + 60))?;
-            moved = true;
-        }
-        if let Some(b) = s.get_outgoing() {
-            c.put_incoming(&b, at(T0 + 60))?;
-            moved = true;
-        }
-        if !moved {
-            break;
-        }
-    }
-    Ok(())
-}
+use confide_ratls::RatlsError;
+use confide_session::{ClientEngine, Frame, FrameKind, SessionError, SessionLimits};
+use real::*;
 
 /// Runs a session; on success exchanges one request and one response.
 fn session(ledger: &Ledger, attester: &SimAttester, bundle_index: u64) -> Result<(), SessionError> {
@@ -382,4 +119,73 @@ fn tampered_ledger_bundle_is_refused() {
         inner.downcast_ref::<confide_release::Error>().is_some(),
         "{inner}"
     );
+}
+
+#[test]
+fn certificate_swapped_by_the_gateway_is_refused() {
+    // The gateway terminates TLS itself, presenting the genuine node's evidence
+    // and bundle copied into a certificate for a key it holds.
+    use confide_ratls::rustls;
+    use x509_cert::der::Decode;
+
+    let ledger = Ledger::new(&[release(MEASUREMENT, MODEL)]);
+    let genuine = confide_ratls::NodeCredential::issue(
+        &honest_attester(),
+        None,
+        &ledger.bundle(0),
+        at(T0),
+        WINDOW,
+    )
+    .unwrap();
+    let cert = x509_cert::Certificate::from_der(genuine.certificate().as_ref()).unwrap();
+    let oid = x509_cert::der::asn1::ObjectIdentifier::new_unwrap("1.3.6.1.5.5.7.1.35");
+    let ext = cert
+        .tbs_certificate()
+        .extensions()
+        .unwrap()
+        .iter()
+        .find(|e| e.extn_id == oid)
+        .unwrap()
+        .extn_value
+        .as_bytes()
+        .to_vec();
+    let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+    let mut params =
+        rcgen::CertificateParams::new(vec![confide_ratls::NODE_SERVER_NAME.to_owned()]).unwrap();
+    params.not_before = time::OffsetDateTime::from_unix_timestamp(T0 as i64).unwrap();
+    params.not_after = time::OffsetDateTime::from_unix_timestamp((T0 + 600) as i64).unwrap();
+    params
+        .custom_extensions
+        .push(rcgen::CustomExtension::from_oid_content(
+            &confide_ratls::cmw::ID_PE_CMW,
+            ext,
+        ));
+    let forged = params.self_signed(&key).unwrap().der().clone();
+    let pkcs8 = key.serialize_der();
+    let config = rustls::ServerConfig::builder_with_provider(Arc::new(confide_ratls::provider()))
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(
+            vec![forged],
+            rustls::pki_types::PrivateKeyDer::Pkcs8(pkcs8.into()),
+        )
+        .unwrap();
+    let mut gateway = confide_session::ServerEngine::new(
+        Arc::new(config),
+        confide_ratls::ManualClock::new(at(T0)),
+        SessionLimits::default(),
+    )
+    .unwrap();
+    let mut c =
+        ClientEngine::new(ledger.verifier(), SessionLimits::default(), at(T0 + 60)).unwrap();
+    let err = cause(pump(&mut c, &mut gateway));
+    assert!(
+        matches!(
+            *err,
+            RatlsError::ReportDataMismatch(confide_ratls::ReportDataHalf::CertificateKey)
+        ),
+        "{err}"
+    );
+    assert!(gateway.recv().is_none());
 }

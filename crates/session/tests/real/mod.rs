@@ -1,0 +1,281 @@
+//! Shared by the real-stack tests and the handshake benchmark: evidence from
+//! `confide-attest-sim` (SEV-SNP-format reports under a simulated vendor root),
+//! judged by `confide_attest::verify_with` with the SEV-SNP leaf verifier, and a
+//! stapled `confide-release` bundle (RFC 9162 inclusion proof under a C2SP
+//! checkpoint signed by the ledger and cosigned by witnesses), verified with
+//! `confide_release::verify_bundle`.
+#![allow(dead_code, clippy::unwrap_used)]
+
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use confide_attest::{AttestRequest, Binding, Evidence, Platform, TrustPolicy, verify_with};
+use confide_attest_sim::{SimulatedAttester, SimulatedVendor};
+use confide_attest_snp::SnpVerifier;
+use confide_note::{Checkpoint, KeyType, Note, SignerKey};
+use confide_ratls::rustls::pki_types::UnixTime;
+use confide_ratls::{
+    Attester, CheckpointRef, EvidenceClaims, EvidenceVerifier, ExternalError, InclusionVerifier,
+    LedgerEntryClaims, ManualClock, NodeCertResolver, NodeCredential, NodePolicy, NodeVerifier,
+    server_config,
+};
+use confide_release::{
+    Bundle, LedgerEntry, LedgerTrust, ReleaseManifest, StoredCheckpoint, verify_bundle,
+};
+use confide_session::{ClientEngine, ServerEngine, SessionError, SessionLimits};
+use confide_tlog::{MemoryTree, inclusion_proof, leaf_hash};
+
+pub const T0: u64 = 1_790_000_000;
+pub const WINDOW: Duration = Duration::from_secs(3600);
+pub const MEDIA_TYPE: &str = "application/vnd.confide.evidence";
+pub const ORIGIN: &str = "ledger.confide.test";
+pub const MEASUREMENT: [u8; 48] = [0x4d; 48];
+pub const MODEL: [u8; 32] = [0x6d; 32];
+pub const CONFIG: [u8; 32] = [0x63; 32];
+
+pub fn at(s: u64) -> UnixTime {
+    UnixTime::since_unix_epoch(Duration::from_secs(s))
+}
+
+/// One simulated vendor per test binary (RSA key generation is the slow part).
+pub fn sim() -> &'static SimulatedAttester {
+    static SIM: OnceLock<SimulatedAttester> = OnceLock::new();
+    SIM.get_or_init(|| {
+        let vendor = SimulatedVendor::generate(
+            &mut rand::thread_rng(),
+            confide_attest::UnixTime(T0 - 86_400),
+        )
+        .unwrap();
+        SimulatedAttester::new(vendor, MEASUREMENT)
+    })
+}
+
+/// Node side: the simulated platform behind confide-ratls' `Attester`.
+pub struct SimAttester {
+    pub binding: Binding,
+    pub signed_at: u64,
+    /// Tamper hook: sign this REPORT_DATA instead of the one asked for.
+    pub report_data: Option<[u8; 64]>,
+}
+
+impl Attester for SimAttester {
+    fn media_type(&self) -> &str {
+        MEDIA_TYPE
+    }
+    fn attest(&self, rd: &[u8; 64]) -> Result<Vec<u8>, ExternalError> {
+        use confide_attest::Attester as _;
+        let ev = sim()
+            .attest(&AttestRequest {
+                report_data: self.report_data.unwrap_or(*rd),
+                binding: Some(self.binding),
+                gpu: None,
+                now: confide_attest::UnixTime(self.signed_at),
+            })
+            .map_err(|e| {
+                ExternalError::new(confide_attest::Error::platform(Platform::Simulated, e))
+            })?;
+        Ok(ev.encode())
+    }
+}
+
+/// Client side: `verify_with` under a policy pinning the simulated root. The key
+/// binding of REPORT_DATA is then checked by confide-ratls on the returned value.
+#[derive(Debug)]
+pub struct SimEvidenceVerifier {
+    pub policy: TrustPolicy,
+}
+
+impl EvidenceVerifier for SimEvidenceVerifier {
+    fn verify_evidence(
+        &self,
+        media_type: &str,
+        evidence: &[u8],
+        now: UnixTime,
+    ) -> Result<EvidenceClaims, ExternalError> {
+        assert_eq!(media_type, MEDIA_TYPE);
+        let ev = Evidence::decode(evidence).map_err(ExternalError::new)?;
+        // SEV-SNP ATTESTATION_REPORT: REPORT_DATA at 0x50..0x90 (AMD spec 56860, table 23).
+        let rd: [u8; 64] = ev.report[0x50..0x90].try_into().unwrap();
+        let v = verify_with(
+            &SnpVerifier::new(),
+            None,
+            &ev,
+            &rd,
+            confide_attest::UnixTime(now.as_secs()),
+            &self.policy,
+        )
+        .map_err(ExternalError::new)?;
+        Ok(EvidenceClaims {
+            platform: v.platform().name().to_owned(),
+            measurement: v.measurement().to_vec(),
+            model_digest: v.model_digest().map(|d| d.to_vec()),
+            report_data: *v.report_data(),
+            collected_at: v.signed_time().map(at),
+        })
+    }
+}
+
+#[derive(Debug)]
+pub struct ReleaseVerifier {
+    pub trust: LedgerTrust,
+    pub last_seen: Option<StoredCheckpoint>,
+}
+
+impl InclusionVerifier for ReleaseVerifier {
+    fn verify_inclusion(
+        &self,
+        bundle: &[u8],
+        _now: UnixTime,
+    ) -> Result<LedgerEntryClaims, ExternalError> {
+        let b = Bundle::decode(bundle).map_err(ExternalError::new)?;
+        let v = verify_bundle(&b, &self.trust, self.last_seen.as_ref(), None)
+            .map_err(ExternalError::new)?;
+        let LedgerEntry::Release(m) = v.entry() else {
+            panic!("test ledger holds only releases")
+        };
+        Ok(LedgerEntryClaims {
+            platform: m.platform.name().to_owned(),
+            measurement: m.measurement.clone(),
+            model_digest: Some(m.model_digest.to_vec()),
+            valid_from: at(m.not_before),
+            valid_until: Some(at(m.not_after)),
+            index: v.index(),
+            checkpoint: CheckpointRef {
+                origin: v.checkpoint().origin().to_owned(),
+                size: v.checkpoint().size(),
+                root_hash: v.checkpoint().root().0,
+            },
+        })
+    }
+}
+
+/// A ledger with two witnesses holding the given releases.
+pub struct Ledger {
+    pub key: SignerKey,
+    pub witnesses: Vec<SignerKey>,
+    pub tree: MemoryTree,
+    pub entries: Vec<Vec<u8>>,
+}
+
+pub fn release(measurement: [u8; 48], model: [u8; 32]) -> ReleaseManifest {
+    ReleaseManifest {
+        platform: confide_release::Platform::Simulated,
+        measurement: measurement.to_vec(),
+        model_digest: model,
+        source_revision: "git:0123456789abcdef0123456789abcdef01234567".into(),
+        build_recipe_digest: [0x22; 32],
+        not_before: T0 - 86_400,
+        not_after: T0 + 30 * 86_400,
+        notes: String::new(),
+    }
+}
+
+impl Ledger {
+    pub fn new(releases: &[ReleaseManifest]) -> Self {
+        let mut l = Ledger {
+            key: SignerKey::from_seed(ORIGIN, KeyType::Ed25519, &[1; 32]).unwrap(),
+            witnesses: (0..2u8)
+                .map(|i| {
+                    SignerKey::from_seed(
+                        &format!("witness-{i}.test"),
+                        KeyType::CosignatureV1,
+                        &[10 + i; 32],
+                    )
+                    .unwrap()
+                })
+                .collect(),
+            tree: MemoryTree::new(),
+            entries: Vec::new(),
+        };
+        for r in releases {
+            let b = LedgerEntry::Release(r.clone()).encode().unwrap();
+            l.tree.push(leaf_hash(&b));
+            l.entries.push(b);
+        }
+        l
+    }
+
+    pub fn bundle(&self, index: u64) -> Vec<u8> {
+        let size = self.entries.len() as u64;
+        let cp = Checkpoint::new(ORIGIN, size, self.tree.root_at(size).unwrap()).unwrap();
+        let mut note = Note::new(&cp.to_text()).unwrap();
+        note.add_signature(self.key.sign_note(note.text()).unwrap())
+            .unwrap();
+        for w in &self.witnesses {
+            note.add_signature(w.cosign(&cp.to_text(), T0 - 10).unwrap())
+                .unwrap();
+        }
+        Bundle {
+            entry: self.entries[index as usize].clone(),
+            index,
+            proof: inclusion_proof(&self.tree, index, size).unwrap(),
+            checkpoint: note.encode(),
+        }
+        .encode()
+        .unwrap()
+    }
+
+    pub fn evidence_verifier(&self) -> SimEvidenceVerifier {
+        let mut policy =
+            TrustPolicy::production().with_simulated_root(sim().vendor().root_der().to_vec());
+        policy.freshness_secs = WINDOW.as_secs();
+        SimEvidenceVerifier { policy }
+    }
+
+    pub fn inclusion_verifier(&self) -> ReleaseVerifier {
+        let w: Vec<String> = self
+            .witnesses
+            .iter()
+            .map(|w| w.verifier().to_vkey())
+            .collect();
+        let trust = LedgerTrust::new(&self.key.verifier().to_vkey(), &w, 2).unwrap();
+        ReleaseVerifier {
+            trust,
+            last_seen: None,
+        }
+    }
+
+    pub fn verifier(&self) -> NodeVerifier {
+        NodeVerifier::new(
+            NodePolicy::new(WINDOW),
+            Arc::new(self.evidence_verifier()),
+            Arc::new(self.inclusion_verifier()),
+        )
+    }
+}
+
+pub fn honest_attester() -> SimAttester {
+    SimAttester {
+        binding: Binding {
+            model_digest: MODEL,
+            config_digest: CONFIG,
+        },
+        signed_at: T0,
+        report_data: None,
+    }
+}
+
+pub fn node(attester: &SimAttester, bundle: &[u8]) -> ServerEngine {
+    let cred = NodeCredential::issue(attester, None, bundle, at(T0), WINDOW).unwrap();
+    let clock = ManualClock::new(at(T0));
+    let config = server_config(Arc::new(NodeCertResolver::new(&cred)), Arc::clone(&clock)).unwrap();
+    ServerEngine::new(config, clock, SessionLimits::default()).unwrap()
+}
+
+pub fn pump(c: &mut ClientEngine, s: &mut ServerEngine) -> Result<(), SessionError> {
+    for _ in 0..10 {
+        let mut moved = false;
+        if let Some(b) = c.get_outgoing() {
+            s.put_incoming(&b, at(T0 + 60))?;
+            moved = true;
+        }
+        if let Some(b) = s.get_outgoing() {
+            c.put_incoming(&b, at(T0 + 60))?;
+            moved = true;
+        }
+        if !moved {
+            break;
+        }
+    }
+    Ok(())
+}
