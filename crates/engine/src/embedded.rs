@@ -104,13 +104,13 @@ impl EmbeddedEngine {
     /// Load a GGUF model from its bytes.
     pub fn from_bytes(bytes: Vec<u8>, opts: &LoadOptions) -> Result<Self, EngineError> {
         let digest = sha256(&bytes);
-        if let Some(expected) = opts.expected_sha256 {
-            if expected != digest {
-                return Err(EngineError::ModelDigestMismatch {
-                    expected: hex::encode(expected),
-                    actual: hex::encode(digest),
-                });
-            }
+        if let Some(expected) = opts.expected_sha256
+            && expected != digest
+        {
+            return Err(EngineError::ModelDigestMismatch {
+                expected: hex::encode(expected),
+                actual: hex::encode(digest),
+            });
         }
         let mut cursor = Cursor::new(bytes);
         let content = gguf_file::Content::read(&mut cursor)

@@ -728,12 +728,12 @@ async fn pump(
                 if let Some(f) = finish_from(choice.finish_reason.as_deref()) {
                     finish = Some(f);
                 }
-                if let Some(text) = choice.delta.content {
-                    if !text.is_empty() {
-                        pieces = pieces.saturating_add(1);
-                        if tx.send(Ok(StreamEvent::Text(text))).await.is_err() {
-                            return Ok(());
-                        }
+                if let Some(text) = choice.delta.content
+                    && !text.is_empty()
+                {
+                    pieces = pieces.saturating_add(1);
+                    if tx.send(Ok(StreamEvent::Text(text))).await.is_err() {
+                        return Ok(());
                     }
                 }
             }

@@ -320,12 +320,12 @@ impl Tokenizer {
             merges.entry((li, ri)).or_insert((rank, merged));
         }
         for (name, id) in [("bos", spec.bos), ("eos", spec.eos)] {
-            if let Some(id) = id {
-                if id as usize >= n {
-                    return Err(EngineError::InvalidTokenizer(format!(
-                        "{name} token id out of range"
-                    )));
-                }
+            if let Some(id) = id
+                && id as usize >= n
+            {
+                return Err(EngineError::InvalidTokenizer(format!(
+                    "{name} token id out of range"
+                )));
             }
         }
 
@@ -429,10 +429,10 @@ impl Tokenizer {
         loop {
             let mut best: Option<(u32, usize, u32)> = None;
             for i in 0..syms.len().saturating_sub(1) {
-                if let Some(&(rank, merged)) = self.merges.get(&(syms[i], syms[i + 1])) {
-                    if best.is_none_or(|(r, _, _)| rank < r) {
-                        best = Some((rank, i, merged));
-                    }
+                if let Some(&(rank, merged)) = self.merges.get(&(syms[i], syms[i + 1]))
+                    && best.is_none_or(|(r, _, _)| rank < r)
+                {
+                    best = Some((rank, i, merged));
                 }
             }
             match best {

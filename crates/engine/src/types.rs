@@ -105,13 +105,13 @@ impl GenerateParams {
                 reason: "must be a number in [0, 2]",
             });
         }
-        if let Some(p) = self.top_p {
-            if !p.is_finite() || p <= 0.0 || p > 1.0 {
-                return Err(EngineError::InvalidParameter {
-                    name: "top_p",
-                    reason: "must be a number in (0, 1]",
-                });
-            }
+        if let Some(p) = self.top_p
+            && (!p.is_finite() || p <= 0.0 || p > 1.0)
+        {
+            return Err(EngineError::InvalidParameter {
+                name: "top_p",
+                reason: "must be a number in (0, 1]",
+            });
         }
         if !self.repeat_penalty.is_finite() || !(1.0..=2.0).contains(&self.repeat_penalty) {
             return Err(EngineError::InvalidParameter {
