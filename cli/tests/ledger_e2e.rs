@@ -1,0 +1,300 @@
+//! End to end: a real ledger and three real witnesses (the `confide` binary, on
+//! loopback), 1,000 entries from concurrent writers, `kill -9` of the ledger mid-way
+//! and a restart, then every acknowledged entry's inclusion verified under the final
+//! checkpoint cosigned by all three witnesses, consistency with a checkpoint taken
+//! before the crash, and a clean `confide monitor` audit.
+#![allow(clippy::unwrap_used)]
+
+use std::collections::HashSet;
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use confide_ledger::client::LedgerClient;
+use confide_note::SignerKey;
+use confide_release::{
+    LedgerEntry, LedgerTrust, Platform, ReleaseManifest, StoredCheckpoint, verify_bundle,
+    verify_checkpoint,
+};
+use tokio::sync::RwLock;
+
+const ORIGIN: &str = "ledger.e2e.test";
+const WRITERS: usize = 8;
+const PER_WRITER: usize = 125;
+
+/// A child process killed (SIGKILL) and reaped on drop.
+struct Proc {
+    child: Child,
+    lines: mpsc::Receiver<String>,
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Proc {
+    fn start(args: &[&str]) -> Proc {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_confide"))
+            .args(args)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap();
+        let out = child.stdout.take().unwrap();
+        let (tx, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for l in BufReader::new(out).lines() {
+                let Ok(l) = l else { break };
+                if tx.send(l).is_err() {
+                    break;
+                }
+            }
+        });
+        Proc { child, lines }
+    }
+
+    /// Wait (bounded) for a stdout line starting with `prefix`; return the rest.
+    fn value(&self, prefix: &str) -> String {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let l = self
+                .lines
+                .recv_timeout(left)
+                .unwrap_or_else(|_| panic!("no `{prefix}` line in time"));
+            if let Some(v) = l.strip_prefix(prefix) {
+                return v.trim().to_owned();
+            }
+        }
+    }
+}
+
+fn start_ledger(dir: &Path, witnesses: &[String]) -> (Proc, String, String) {
+    let mut args = vec![
+        "ledger",
+        "serve",
+        "--dir",
+        dir.to_str().unwrap(),
+        "--listen",
+        "127.0.0.1:0",
+        "--origin",
+        ORIGIN,
+    ];
+    for w in witnesses {
+        args.push("--witness");
+        args.push(w);
+    }
+    let p = Proc::start(&args);
+    let vkey = p.value("ledger verifier key:");
+    let url = p.value("ledger listening on");
+    (p, vkey, url)
+}
+
+fn entry(writer: usize, i: usize) -> Vec<u8> {
+    LedgerEntry::Release(ReleaseManifest {
+        platform: Platform::Simulated,
+        measurement: vec![writer as u8; 48],
+        model_digest: [i as u8; 32],
+        source_revision: format!("writer-{writer}-entry-{i}"),
+        build_recipe_digest: [7; 32],
+        not_before: 1_700_000_000,
+        not_after: 1_900_000_000,
+        notes: String::new(),
+    })
+    .encode()
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn ledger_three_witnesses_concurrent_writers_kill9_restart() {
+    tokio::time::timeout(Duration::from_secs(400), scenario())
+        .await
+        .expect("scenario timed out");
+}
+
+async fn scenario() {
+    let tmp = tempfile::tempdir().unwrap();
+    let ldir = tmp.path().join("ledger");
+
+    // First start creates the ledger's keys; witnesses need its verifier key.
+    let (first, vkey, _) = start_ledger(&ldir, &[]);
+    drop(first);
+    let operator = SignerKey::parse(
+        std::fs::read_to_string(ldir.join("operator.key"))
+            .unwrap()
+            .trim(),
+    )
+    .unwrap();
+
+    let mut witnesses = Vec::new();
+    let mut witness_args = Vec::new();
+    let mut witness_keys = Vec::new();
+    for i in 0..3 {
+        let wdir = tmp.path().join(format!("w{i}"));
+        let name = format!("w{i}.e2e.test");
+        let p = Proc::start(&[
+            "witness",
+            "serve",
+            "--dir",
+            wdir.to_str().unwrap(),
+            "--listen",
+            "127.0.0.1:0",
+            "--name",
+            &name,
+            "--log",
+            &vkey,
+        ]);
+        let wkey = p.value("witness verifier key:");
+        let wurl = p.value("witness listening on");
+        witness_args.push(format!("{wurl}={wkey}"));
+        witness_keys.push(wkey);
+        witnesses.push(p);
+    }
+    let trust = LedgerTrust::new(&vkey, &witness_keys, 3).unwrap();
+
+    let (ledger, vkey2, url) = start_ledger(&ldir, &witness_args);
+    assert_eq!(vkey, vkey2, "the key must survive a restart");
+    let url = Arc::new(RwLock::new(url));
+    let mut ledger = Some(ledger);
+
+    let acked = Arc::new(AtomicUsize::new(0));
+    let operator = Arc::new(operator);
+    let mut tasks = Vec::new();
+    for w in 0..WRITERS {
+        let url = url.clone();
+        let acked = acked.clone();
+        let operator = operator.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut got = Vec::new();
+            for i in 0..PER_WRITER {
+                let e = entry(w, i);
+                let deadline = Instant::now() + Duration::from_secs(120);
+                loop {
+                    let u = url.read().await.clone();
+                    let c = LedgerClient::new(&u).unwrap();
+                    match c.add_with_origin(&e, &operator, ORIGIN).await {
+                        Ok(r) => {
+                            assert!(r.index < r.tree_size);
+                            got.push((e.clone(), r.index));
+                            acked.fetch_add(1, Ordering::SeqCst);
+                            break;
+                        }
+                        Err(err) => {
+                            assert!(Instant::now() < deadline, "add kept failing: {err}");
+                            tokio::time::sleep(Duration::from_millis(50)).await;
+                        }
+                    }
+                }
+            }
+            got
+        }));
+    }
+
+    // Mid-way: remember a checkpoint, then kill -9 the ledger and restart it.
+    while acked.load(Ordering::SeqCst) < 400 {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let before_crash_note = LedgerClient::new(&url.read().await.clone())
+        .unwrap()
+        .checkpoint()
+        .await
+        .unwrap();
+    let before = verify_checkpoint(&before_crash_note, &trust, None, None).unwrap();
+    drop(ledger.take()); // SIGKILL while writers are sending
+    let acked_at_kill = acked.load(Ordering::SeqCst);
+    assert!(
+        acked_at_kill < WRITERS * PER_WRITER,
+        "the kill must land mid-way"
+    );
+    let (l2, _, url2) = start_ledger(&ldir, &witness_args);
+    ledger = Some(l2);
+    *url.write().await = url2.clone();
+
+    let mut all = Vec::new();
+    for t in tasks {
+        all.extend(t.await.unwrap());
+    }
+    assert_eq!(all.len(), WRITERS * PER_WRITER);
+    let indices: HashSet<u64> = all.iter().map(|(_, i)| *i).collect();
+    assert_eq!(indices.len(), all.len(), "every entry has its own index");
+
+    // Final checkpoint: signed by the ledger, cosigned by all three witnesses,
+    // consistent with the one seen before the crash.
+    let client = LedgerClient::new(&url2).unwrap();
+    let note = client.checkpoint().await.unwrap();
+    let size = LedgerClient::parse_checkpoint(&note).unwrap().size();
+    assert_eq!(
+        size,
+        (WRITERS * PER_WRITER) as u64,
+        "no entry lost or duplicated"
+    );
+    let stored = StoredCheckpoint::parse(&before.checkpoint().encode()).unwrap();
+    let proof = client.consistency_proof(stored.size(), size).await.unwrap();
+    let fin = verify_checkpoint(&note, &trust, Some(&stored), Some(&proof)).unwrap();
+    assert_eq!(fin.cosigners().len(), 3);
+
+    // Every acknowledged entry is included at its index under the final checkpoint.
+    for (bytes, index) in &all {
+        let b = client.bundle_at(*index, &note, size).await.unwrap();
+        assert_eq!(&b.entry, bytes);
+        let v = verify_bundle(&b, &trust, Some(fin.checkpoint()), None).unwrap();
+        assert_eq!(v.index(), *index);
+        // And it survives the stapled encoding.
+        let round = confide_release::Bundle::decode(&b.encode().unwrap()).unwrap();
+        assert_eq!(round, b);
+    }
+
+    // The monitor recomputes the tree, lists the releases, and stores its state.
+    let state = tmp.path().join("monitor.state");
+    let mut args = vec![
+        "monitor".to_string(),
+        "--ledger".into(),
+        url2.clone(),
+        "--state".into(),
+        state.to_str().unwrap().into(),
+        "--ledger-key".into(),
+        vkey.clone(),
+        "--quorum".into(),
+        "3".into(),
+    ];
+    for k in &witness_keys {
+        args.push("--witness-key".into());
+        args.push(k.clone());
+    }
+    for _ in 0..2 {
+        let out = tokio::task::spawn_blocking({
+            let args = args.clone();
+            move || {
+                Command::new(env!("CARGO_BIN_EXE_confide"))
+                    .args(&args)
+                    .output()
+                    .unwrap()
+            }
+        })
+        .await
+        .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "monitor failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(stdout.contains("ok: size 1000, 1000 releases"), "{stdout}");
+    }
+    assert_eq!(
+        StoredCheckpoint::parse(&std::fs::read_to_string(&state).unwrap())
+            .unwrap()
+            .size(),
+        1000
+    );
+    drop(ledger);
+    drop(witnesses);
+}
