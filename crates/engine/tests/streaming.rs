@@ -48,9 +48,10 @@ async fn first_token_arrives_before_generation_ends_and_drop_cancels() {
     let total = started.elapsed();
     let done = done.unwrap();
     assert!(pieces > 10, "only {pieces} pieces");
+    // The rest of the generation took real time after the first piece was in hand.
     assert!(
-        ttft * 3 < total,
-        "first token at {ttft:?} is not early in a {total:?} generation"
+        total - ttft > Duration::from_millis(5 * pieces),
+        "first token at {ttft:?}, end at {total:?}"
     );
 
     // 2. Cancellation: drop after the first piece; the worker exits long before the
