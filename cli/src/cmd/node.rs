@@ -199,7 +199,7 @@ async fn serve(a: ServeArgs) -> anyhow::Result<ExitCode> {
     opts.settings.max_sessions = a.max_sessions.max(1);
     let node = Node::start(opts).await?;
     let (listener, addr) = confide_svc::bind(&a.listen).await?;
-    println!("listening on http://{addr}");
+    println!("listening on {addr}");
     tracing::info!(event = "node_listening", port = u64::from(addr.port()));
     confide_svc::serve(listener, node.router()).await?;
     tracing::info!(event = "shutdown");

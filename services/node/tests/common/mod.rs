@@ -34,14 +34,15 @@ pub fn tls_now() -> UnixTime {
 
 /// The embedded model the tests run (fails with a hint when missing).
 pub fn model_path() -> PathBuf {
-    let p = std::env::var_os("CONFIDE_MODEL")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(concat!(
-                env!("CARGO_MANIFEST_DIR"),
-                "/../../models/SmolLM2-135M-Instruct.Q4_1.gguf"
-            ))
-        });
+    // This file is shared by services/node (two levels below the root) and cli (one).
+    let p = std::env::var_os("CONFIDE_MODEL").map(PathBuf::from).unwrap_or_else(|| {
+        let here = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+        ["../../models", "../models"]
+            .iter()
+            .map(|r| here.join(r).join("SmolLM2-135M-Instruct.Q4_1.gguf"))
+            .find(|p| p.exists())
+            .unwrap_or_else(|| here.join("../models/SmolLM2-135M-Instruct.Q4_1.gguf"))
+    });
     assert!(
         p.exists(),
         "model {} missing: run scripts/fetch-model",
