@@ -303,10 +303,8 @@ impl NvidiaVerifier {
             Some(c) => c,
             None => {
                 let c = check_chain(certs, root)?;
-                if let Some(cache) = &self.cache {
-                    if let Ok(mut map) = cache.lock() {
-                        map.insert(key, c.clone());
-                    }
+                if let Some(Ok(mut map)) = self.cache.as_ref().map(|c| c.lock()) {
+                    map.insert(key, c.clone());
                 }
                 c
             }
@@ -324,10 +322,8 @@ impl NvidiaVerifier {
             .leaf
             .verify(&spdm[..m.signed_len], &sig)
             .map_err(|_| NvidiaError::Signature)?;
-        if let Some(n) = expected_nonce {
-            if &m.request_nonce != n {
-                return Err(NvidiaError::NonceMismatch);
-            }
+        if expected_nonce.is_some_and(|n| &m.request_nonce != n) {
+            return Err(NvidiaError::NonceMismatch);
         }
         Ok(VerifiedGpu { measurements: m })
     }

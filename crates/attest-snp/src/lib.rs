@@ -210,10 +210,8 @@ impl SnpVerifier {
             Some(c) => c,
             None => {
                 let c = check_chain(vek_der, ask_der, ark_der, policy)?;
-                if let Some(cache) = &self.cache {
-                    if let Ok(mut m) = cache.lock() {
-                        m.insert(key, c.clone());
-                    }
+                if let Some(Ok(mut m)) = self.cache.as_ref().map(|c| c.lock()) {
+                    m.insert(key, c.clone());
                 }
                 c
             }

@@ -259,10 +259,10 @@ fn provider_platform(provider: &str) -> Result<Platform, TsmError> {
 pub fn guid_bytes(s: &str) -> [u8; 16] {
     let hexs: String = s.chars().filter(|c| *c != '-').collect();
     let mut b = [0u8; 16];
-    if let Ok(v) = hex::decode(hexs) {
-        if v.len() == 16 {
-            b.copy_from_slice(&v);
-        }
+    if let Ok(v) = hex::decode(hexs)
+        && v.len() == 16
+    {
+        b.copy_from_slice(&v);
     }
     b[0..4].reverse();
     b[4..6].reverse();

@@ -211,7 +211,7 @@ fn gpu_only(
         .map(|_| ())
 }
 
-fn flip_last(b: &mut Vec<u8>) {
+fn flip_last(b: &mut [u8]) {
     if let Some(x) = b.last_mut() {
         *x ^= 1;
     }
@@ -645,7 +645,13 @@ fn every_one_field_tamper_fails_closed_with_its_typed_error() {
     case!(
         cases,
         "gpu: signature byte",
-        gpu_only(manipulate(g().spdm, flip_last), g().certs, n, T0, &prod()),
+        gpu_only(
+            manipulate(g().spdm, |s| flip_last(s)),
+            g().certs,
+            n,
+            T0,
+            &prod()
+        ),
         nv_err,
         NvidiaError::Signature
     );
