@@ -88,6 +88,13 @@ pub struct KeysArgs {
     /// Include this many epochs from now (current first), to log keys before use.
     #[arg(long, default_value_t = 1)]
     pub epochs: u64,
+    /// Also write the ledger entry document (`kind = "key-config"`) for these bytes,
+    /// to be logged with `confide release publish FILE`.
+    #[arg(long)]
+    pub entry_out: Option<PathBuf>,
+    /// Validity of the ledger entry when keys do not rotate (e.g. `365d`).
+    #[arg(long, value_parser = parse_duration, default_value = "365d")]
+    pub valid_for: u64,
 }
 
 /// Parse `N`, `Ns`, `Nm`, `Nh` or `Nd` into seconds.
@@ -160,7 +167,7 @@ async fn serve(a: ServeArgs) -> anyhow::Result<ExitCode> {
             std::time::Duration::from_secs(a.session_idle_secs.max(1)),
         )?;
         sessions.spawn_maintenance(std::time::Duration::from_secs(2));
-        let inner = Arc::new(confide_gateway::InnerState { ring: ring, tokens: tokens });
+        let inner = Arc::new(confide_gateway::InnerState { ring, tokens });
         gateway = gateway.with_inner_routes(sessions.routes(inner));
     }
     let router = gateway.router();
@@ -184,6 +191,29 @@ fn keys(a: KeysArgs) -> anyhow::Result<ExitCode> {
             c.key_id(),
             hex::encode(c.public_key())
         );
+    }
+    if let Some(path) = &a.entry_out {
+        // Valid from the current epoch's start until the last exported key stops being
+        // accepted (one period after its own epoch, as the previous key).
+        let now = unix_now();
+        let (not_before, not_after) = match a.keys.rotate_every {
+            Some(p) => {
+                let start = schedule.epoch(now).saturating_mul(p);
+                (
+                    start,
+                    start.saturating_add(p.saturating_mul(a.epochs.max(1) + 1)),
+                )
+            }
+            None => (now, now.saturating_add(a.valid_for)),
+        };
+        let entry = confide_release::LedgerEntry::KeyConfig(confide_release::KeyConfigEntry {
+            key_config: bytes,
+            not_before,
+            not_after,
+        });
+        let doc = entry.to_json().context("encoding the ledger entry")?;
+        confide_svc::durable::write_atomic(path, doc.as_bytes())
+            .with_context(|| format!("writing {}", path.display()))?;
     }
     Ok(ExitCode::SUCCESS)
 }
