@@ -7,8 +7,13 @@
 #[path = "../tests/real/mod.rs"]
 mod real;
 
-use confide_ratls::{EvidenceVerifier, InclusionVerifier, NodeCredential};
-use confide_session::{ClientEngine, SessionLimits};
+use std::sync::Arc;
+
+use confide_ratls::{
+    EvidenceVerifier, InclusionVerifier, ManualClock, NodeCertResolver, NodeCredential,
+    server_config,
+};
+use confide_session::{ClientEngine, ServerEngine, SessionLimits};
 use criterion::{Criterion, criterion_group, criterion_main};
 use real::*;
 
@@ -17,9 +22,18 @@ fn bench(c: &mut Criterion) {
     let bundle = ledger.bundle(0);
     let attester = honest_attester();
 
+    // The node's credential and config exist before sessions (refreshed on a schedule).
+    let cred = NodeCredential::issue(&attester, None, &bundle, at(T0), WINDOW).unwrap();
+    let clock = ManualClock::new(at(T0));
+    let config = server_config(Arc::new(NodeCertResolver::new(&cred)), Arc::clone(&clock)).unwrap();
     c.bench_function("ratls_handshake_with_verification", |b| {
         b.iter(|| {
-            let mut s = node(&attester, &bundle);
+            let mut s = ServerEngine::new(
+                Arc::clone(&config),
+                Arc::clone(&clock),
+                SessionLimits::default(),
+            )
+            .unwrap();
             let mut cl =
                 ClientEngine::new(ledger.verifier(), SessionLimits::default(), at(T0 + 60))
                     .unwrap();
