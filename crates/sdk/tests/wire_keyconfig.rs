@@ -1,0 +1,116 @@
+//! Key consistency: the SDK uses a gateway key configuration only if a verified ledger
+//! inclusion (a real log: RFC 9162 tree, signed and cosigned C2SP checkpoint) contains
+//! it and is valid now.
+#![allow(clippy::unwrap_used)]
+
+use confide_note::{Checkpoint, KeyType, Note, SignerKey};
+use confide_ohttp::{KeyConfig, KeyPair, SymmetricSuite};
+use confide_release::{
+    Bundle, KeyConfigEntry, LedgerEntry, LedgerTrust, VerifiedInclusion, verify_bundle,
+};
+use confide_sdk::wire::{WireError, check_logged};
+use confide_tlog::{MemoryTree, inclusion_proof, leaf_hash};
+
+const ORIGIN: &str = "ledger.confide.test";
+
+fn key(id: u8, seed: u8) -> KeyConfig {
+    KeyPair::from_secret_bytes(id, &[seed; 32], SymmetricSuite::defaults())
+        .unwrap()
+        .config()
+        .clone()
+}
+
+/// Log `entries` and return the verified inclusion of each.
+fn logged(entries: &[LedgerEntry]) -> Vec<VerifiedInclusion> {
+    let ledger = SignerKey::from_seed(ORIGIN, KeyType::Ed25519, &[1; 32]).unwrap();
+    let witness = SignerKey::from_seed("w0.test", KeyType::CosignatureV1, &[10; 32]).unwrap();
+    let mut tree = MemoryTree::new();
+    let encoded: Vec<Vec<u8>> = entries.iter().map(|e| e.encode().unwrap()).collect();
+    for b in &encoded {
+        tree.push(leaf_hash(b));
+    }
+    let size = encoded.len() as u64;
+    let cp = Checkpoint::new(ORIGIN, size, tree.root_at(size).unwrap()).unwrap();
+    let mut note = Note::new(&cp.to_text()).unwrap();
+    note.add_signature(ledger.sign_note(note.text()).unwrap())
+        .unwrap();
+    note.add_signature(witness.cosign(&cp.to_text(), 1_750_000_000).unwrap())
+        .unwrap();
+    let checkpoint = note.encode();
+    let trust = LedgerTrust::new(
+        &ledger.verifier().to_vkey(),
+        &[witness.verifier().to_vkey()],
+        1,
+    )
+    .unwrap();
+    (0..size)
+        .map(|i| {
+            let bundle = Bundle {
+                entry: encoded[i as usize].clone(),
+                index: i,
+                proof: inclusion_proof(&tree, i, size).unwrap(),
+                checkpoint: checkpoint.clone(),
+            };
+            verify_bundle(&bundle, &trust, None, None).unwrap()
+        })
+        .collect()
+}
+
+fn entry(configs: &[KeyConfig], not_before: u64, not_after: u64) -> LedgerEntry {
+    LedgerEntry::KeyConfig(KeyConfigEntry {
+        key_config: KeyConfig::encode_list(configs),
+        not_before,
+        not_after,
+    })
+}
+
+const NOW: u64 = 1_760_000_000;
+
+#[test]
+fn a_logged_key_is_accepted_and_an_unlogged_one_refused() {
+    let good = key(1, 5);
+    let personal = key(1, 6); // same id, different key: a targeted key
+    let inclusions = logged(&[entry(&[good.clone()], NOW - 10, NOW + 3600)]);
+    let ok = check_logged(&[good.clone()], &inclusions, NOW).unwrap();
+    assert_eq!(ok.config(), &good);
+    assert_eq!(ok.ledger_index(), 0);
+    assert!(matches!(
+        check_logged(&[personal.clone()], &inclusions, NOW),
+        Err(WireError::KeyConfigNotLogged)
+    ));
+    // The gateway's first preference is unlogged: the logged second one is chosen.
+    let ok = check_logged(&[personal, good.clone()], &inclusions, NOW).unwrap();
+    assert_eq!(ok.config(), &good);
+}
+
+#[test]
+fn expired_or_not_yet_valid_entries_do_not_count() {
+    let k = key(2, 7);
+    let inclusions = logged(&[
+        entry(&[k.clone()], NOW - 7200, NOW - 3600),
+        entry(&[k.clone()], NOW + 60, NOW + 7200),
+    ]);
+    assert!(matches!(
+        check_logged(&[k.clone()], &inclusions, NOW),
+        Err(WireError::KeyConfigNotLogged)
+    ));
+    assert!(check_logged(&[k], &inclusions, NOW + 61).is_ok());
+}
+
+#[test]
+fn rotation_document_with_two_keys_covers_both() {
+    let (cur, prev) = (key(9, 1), key(8, 2));
+    let inclusions = logged(&[entry(&[cur.clone(), prev.clone()], NOW - 10, NOW + 10)]);
+    assert_eq!(
+        check_logged(&[prev.clone()], &inclusions, NOW)
+            .unwrap()
+            .config(),
+        &prev
+    );
+    assert_eq!(
+        check_logged(&[cur.clone()], &inclusions, NOW)
+            .unwrap()
+            .config(),
+        &cur
+    );
+}
