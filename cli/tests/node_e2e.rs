@@ -4,13 +4,13 @@
 //! tokens and OHTTP, verifies the node (evidence, REPORT_DATA binding, cosigned ledger
 //! inclusion) and summarises a chat with the embedded model, tokens streaming back.
 //!
-//! The ledger is a real RFC 9162 log whose checkpoint is signed by the ledger key and
-//! cosigned by two witness keys (C2SP signed-note / tlog-cosignature), served as C2SP
-//! tlog-tiles over HTTP from the test; the node reads it like any tiles ledger.
+//! The ledger is `confide ledger serve` with two `confide witness serve` processes
+//! cosigning its checkpoints; the node reads its C2SP tlog-tiles and staples the
+//! inclusion bundle of its release; the device requires both cosignatures.
 //!
 //! The canary: a unique string inside the chat, with every process at `RUST_LOG=trace`,
-//! must appear nowhere in any process's stdout/stderr or in any file under their
-//! directories.
+//! must appear nowhere in any process's stdout/stderr (node, gateway, relay, ledger,
+//! witnesses) or in any file under their directories.
 #![allow(clippy::unwrap_used)]
 
 #[path = "../../services/node/tests/common/mod.rs"]
@@ -20,14 +20,18 @@ use std::io::{BufRead, BufReader, Read};
 use std::net::SocketAddr;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::*;
 use confide_attest_sim::SimulatedVendor;
 use confide_engine::features::{ChatLine, SummarizeRequest};
+use confide_ledger::client::LedgerClient;
 use confide_node::frames::{AppRequest, EndInfo, Feature};
+use confide_note::SignerKey;
 use confide_ohttp::bhttp::Request;
+use confide_release::LedgerTrust;
 use confide_sdk::wire::{WireClient, fetch_key_configs};
 use confide_session::{ClientEngine, FrameKind, SessionLimits};
 use confide_tokens::keys::{ChallengeConfig, RotationPolicy};
@@ -35,11 +39,13 @@ use confide_tokens::{IssuerDirectory, IssuerKeySet, Token, TokenRequest, TokenTy
 use zeroize::Zeroizing;
 
 const CANARY: &str = "CANARY-node-e2e-4b7d19c2e8";
+const LEDGER_ORIGIN: &str = "ledger.node-e2e.test";
 
 /// A child process killed when dropped, with its whole output captured.
 struct Proc {
     child: Child,
     out: Arc<Mutex<Vec<u8>>>,
+    lines: mpsc::Receiver<String>,
 }
 
 impl Drop for Proc {
@@ -49,48 +55,95 @@ impl Drop for Proc {
     }
 }
 
-fn drain(mut r: impl Read + Send + 'static, into: Arc<Mutex<Vec<u8>>>) {
-    std::thread::spawn(move || {
-        let mut buf = [0u8; 4096];
-        while let Ok(n) = r.read(&mut buf) {
-            if n == 0 {
-                break;
+impl Proc {
+    /// Starts `confide ARGS` at `RUST_LOG=trace` in `cwd`, capturing stdout and stderr.
+    fn start(args: &[&str], cwd: &Path) -> Proc {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_confide"))
+            .args(args)
+            .current_dir(cwd)
+            .env("RUST_LOG", "trace")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let out = Arc::new(Mutex::new(Vec::new()));
+        let mut err = child.stderr.take().unwrap();
+        let into = Arc::clone(&out);
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = err.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                into.lock().unwrap().extend_from_slice(&buf[..n]);
             }
-            into.lock().unwrap().extend_from_slice(&buf[..n]);
+        });
+        let stdout = child.stdout.take().unwrap();
+        let (tx, lines) = mpsc::channel();
+        let into = Arc::clone(&out);
+        std::thread::spawn(move || {
+            for l in BufReader::new(stdout).lines() {
+                let Ok(l) = l else { break };
+                into.lock()
+                    .unwrap()
+                    .extend_from_slice(format!("{l}\n").as_bytes());
+                let _ = tx.send(l);
+            }
+        });
+        Proc { child, out, lines }
+    }
+
+    /// Waits (bounded) for a stdout line starting with `prefix`; returns the rest.
+    fn value(&self, prefix: &str) -> String {
+        let deadline = Instant::now() + Duration::from_secs(120);
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(l) => {
+                    if let Some(v) = l.strip_prefix(prefix) {
+                        return v.trim().to_owned();
+                    }
+                }
+                Err(_) => panic!(
+                    "no `{prefix}` line: {}",
+                    String::from_utf8_lossy(&self.out.lock().unwrap())
+                ),
+            }
         }
-    });
+    }
+
+    fn output(&self) -> Vec<u8> {
+        self.out.lock().unwrap().clone()
+    }
 }
 
-/// Starts `confide ARGS` at `RUST_LOG=trace` in `cwd`; returns once it printed
-/// "listening on ADDR" (stdout and stderr keep being captured).
+/// Starts a service that prints `listening on ADDR`.
 fn start(args: &[&str], cwd: &Path) -> (Proc, SocketAddr) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_confide"))
-        .args(args)
-        .current_dir(cwd)
-        .env("RUST_LOG", "trace")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let out = Arc::new(Mutex::new(Vec::new()));
-    drain(child.stderr.take().unwrap(), Arc::clone(&out));
-    let mut stdout = BufReader::new(child.stdout.take().unwrap());
-    let mut line = String::new();
-    stdout.read_line(&mut line).unwrap();
-    out.lock().unwrap().extend_from_slice(line.as_bytes());
-    drain(stdout, Arc::clone(&out));
-    let addr = line
-        .trim()
-        .strip_prefix("listening on ")
-        .unwrap_or_else(|| {
-            panic!(
-                "{args:?} did not start: {line}\n{}",
-                String::from_utf8_lossy(&out.lock().unwrap())
-            )
-        })
-        .parse()
-        .unwrap();
-    (Proc { child, out }, addr)
+    let p = Proc::start(args, cwd);
+    let addr = p.value("listening on ").parse().unwrap();
+    (p, addr)
+}
+
+fn start_ledger(dir: &Path, witnesses: &[String]) -> (Proc, String, String) {
+    let mut args = vec![
+        "ledger",
+        "serve",
+        "--dir",
+        dir.to_str().unwrap(),
+        "--listen",
+        "127.0.0.1:0",
+        "--origin",
+        LEDGER_ORIGIN,
+    ];
+    for w in witnesses {
+        args.push("--witness");
+        args.push(w);
+    }
+    std::fs::create_dir_all(dir).unwrap();
+    let p = Proc::start(&args, dir);
+    let vkey = p.value("ledger verifier key:");
+    let url = p.value("ledger listening on");
+    (p, vkey, url)
 }
 
 fn tokens(n: usize) -> (IssuerKeySet, Vec<Token>) {
@@ -211,12 +264,56 @@ async fn attested_summary_through_relay_and_gateway_with_canary() {
         "the measured model digest is the file's SHA-256"
     );
 
+    // The ledger and two witnesses, as processes. First start makes the ledger's keys.
+    let ledger_dir = root_dir.path().join("ledger");
+    let (first, ledger_vkey, _) = start_ledger(&ledger_dir, &[]);
+    drop(first);
+    let mut witnesses = Vec::new();
+    let mut witness_args = Vec::new();
+    let mut witness_keys = Vec::new();
+    for i in 0..2 {
+        let wdir = root_dir.path().join(format!("witness-{i}"));
+        std::fs::create_dir_all(&wdir).unwrap();
+        let name = format!("w{i}.node-e2e.test");
+        let p = Proc::start(
+            &[
+                "witness",
+                "serve",
+                "--dir",
+                wdir.to_str().unwrap(),
+                "--listen",
+                "127.0.0.1:0",
+                "--name",
+                &name,
+                "--log",
+                &ledger_vkey,
+            ],
+            &wdir,
+        );
+        let wkey = p.value("witness verifier key:");
+        let wurl = p.value("witness listening on");
+        witness_args.push(format!("{wurl}={wkey}"));
+        witness_keys.push(wkey);
+        witnesses.push((wdir, p));
+    }
+    let (ledger_proc, _, ledger_url) = start_ledger(&ledger_dir, &witness_args);
+    let trust = LedgerTrust::new(&ledger_vkey, &witness_keys, 2).unwrap();
+    let operator = SignerKey::parse(
+        std::fs::read_to_string(ledger_dir.join("operator.key"))
+            .unwrap()
+            .trim(),
+    )
+    .unwrap();
     // The ledger lists an older, other build and this one.
-    let ledger = Ledger::new(&[
+    let lc = LedgerClient::new(&ledger_url).unwrap();
+    for e in [
         release(&[0x33; 48], model_digest),
         release(&measurement, model_digest),
-    ]);
-    let ledger_url = ledger.serve().await;
+    ] {
+        lc.add_with_origin(&e.encode().unwrap(), &operator, LEDGER_ORIGIN)
+            .await
+            .unwrap();
+    }
 
     let mut args = vec![
         "node",
@@ -275,7 +372,7 @@ async fn attested_summary_through_relay_and_gateway_with_canary() {
 
     // Open: ClientHello → relay → gateway (token redeemed, node picked) → node.
     let mut engine = ClientEngine::new(
-        verifier(vendor.root_der(), &ledger, 3600),
+        verifier_with_trust(vendor.root_der(), trust, 3600),
         SessionLimits::default(),
         tls_now(),
     )
@@ -389,11 +486,16 @@ async fn attested_summary_through_relay_and_gateway_with_canary() {
 
     // The canary: nowhere in any output or file of node, gateway, relay.
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let outputs: Vec<(&str, Vec<u8>)> = [("node", &node), ("gateway", &gateway), ("relay", &relay)]
-        .iter()
-        .map(|(n, p)| (*n, p.out.lock().unwrap().clone()))
-        .collect();
-    drop((node, gateway, relay));
+    let mut outputs: Vec<(String, Vec<u8>)> = vec![
+        ("node".into(), node.output()),
+        ("gateway".into(), gateway.output()),
+        ("relay".into(), relay.output()),
+        ("ledger".into(), ledger_proc.output()),
+    ];
+    for (i, (_, w)) in witnesses.iter().enumerate() {
+        outputs.push((format!("witness-{i}"), w.output()));
+    }
+    drop((node, gateway, relay, ledger_proc, witnesses));
     for (name, out) in &outputs {
         assert!(
             !out.windows(CANARY.len()).any(|w| w == CANARY.as_bytes()),
@@ -407,9 +509,8 @@ async fn attested_summary_through_relay_and_gateway_with_canary() {
     );
     assert!(node_log.contains("SIMULATED ATTESTATION"));
     let mut hits = Vec::new();
-    for d in [&node_dir, &gw_dir, &relay_dir] {
-        files_containing(d, CANARY.as_bytes(), &mut hits);
-    }
+    // Every directory of every party (node, gateway, relay, ledger, witnesses).
+    files_containing(root_dir.path(), CANARY.as_bytes(), &mut hits);
     assert!(hits.is_empty(), "canary found in files: {hits:?}");
 }
 

@@ -35,14 +35,16 @@ pub fn tls_now() -> UnixTime {
 /// The embedded model the tests run (fails with a hint when missing).
 pub fn model_path() -> PathBuf {
     // This file is shared by services/node (two levels below the root) and cli (one).
-    let p = std::env::var_os("CONFIDE_MODEL").map(PathBuf::from).unwrap_or_else(|| {
-        let here = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-        ["../../models", "../models"]
-            .iter()
-            .map(|r| here.join(r).join("SmolLM2-135M-Instruct.Q4_1.gguf"))
-            .find(|p| p.exists())
-            .unwrap_or_else(|| here.join("../models/SmolLM2-135M-Instruct.Q4_1.gguf"))
-    });
+    let p = std::env::var_os("CONFIDE_MODEL")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            let here = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+            ["../../models", "../models"]
+                .iter()
+                .map(|r| here.join(r).join("SmolLM2-135M-Instruct.Q4_1.gguf"))
+                .find(|p| p.exists())
+                .unwrap_or_else(|| here.join("../models/SmolLM2-135M-Instruct.Q4_1.gguf"))
+        });
     assert!(
         p.exists(),
         "model {} missing: run scripts/fetch-model",
@@ -157,12 +159,21 @@ impl Ledger {
 
 /// The client's verifier: simulated root pinned, ledger trust, freshness window.
 pub fn verifier(sim_root: &[u8], ledger: &Ledger, policy_freshness: u64) -> NodeVerifier {
+    verifier_with_trust(sim_root, ledger.trust(), policy_freshness)
+}
+
+/// As [`verifier`], for any ledger trust (e.g. a ledger process and its witnesses).
+pub fn verifier_with_trust(
+    sim_root: &[u8],
+    trust: LedgerTrust,
+    policy_freshness: u64,
+) -> NodeVerifier {
     let mut policy = TrustPolicy::production().with_simulated_root(sim_root.to_vec());
     policy.freshness_secs = policy_freshness;
     NodeVerifier::new(
         NodePolicy::new(Duration::from_secs(3600)),
         Arc::new(PolicyEvidenceVerifier::new(policy)),
-        Arc::new(LedgerInclusionVerifier::new(ledger.trust(), None)),
+        Arc::new(LedgerInclusionVerifier::new(trust, None)),
     )
 }
 
