@@ -546,6 +546,37 @@ mod tests {
     }
 
     #[test]
+    fn turin_vcek_and_genoa_ask_chain_to_pinned_arks() {
+        let policy = TrustPolicy::production();
+        let turin: Vec<Vec<u8>> =
+            confide_attest::input::decode_certificates(&fixture("cert_chain_turin")).unwrap();
+        let c = check_chain(
+            &fixture("vcek_turin.der"),
+            &turin[0],
+            Some(&turin[1]),
+            &policy,
+        )
+        .unwrap();
+        assert!(!c.simulated);
+        assert!(c.ext.fmc.is_some());
+        // Genoa: ASK chains to the pinned Genoa ARK (no Genoa VCEK fixture; the VCEK slot
+        // takes the ASK itself, which the ASK does not sign).
+        let genoa_ask =
+            confide_attest::input::decode_certificates(&fixture("genoa_ask.pem")).unwrap();
+        assert_eq!(
+            check_chain(&genoa_ask[0], &genoa_ask[0], None, &policy).err(),
+            Some(SnpError::VekNotSignedByAsk)
+        );
+        // Turin VCEK under the Milan chain: no pinned ARK signs that pairing.
+        let milan =
+            confide_attest::input::decode_certificates(&fixture("cert_chain_milan")).unwrap();
+        assert_eq!(
+            check_chain(&fixture("vcek_turin.der"), &milan[0], None, &policy).err(),
+            Some(SnpError::VekNotSignedByAsk)
+        );
+    }
+
+    #[test]
     fn turin_chain_parses() {
         let vcek = fixture("vcek_turin.der");
         let x = parse_cert(CertRole::Vek, &vcek).unwrap();
