@@ -326,7 +326,7 @@ async fn attested_summary_through_relay_and_gateway_with_canary() {
     args.extend(common_args);
     let (node, node_addr) = start(&args, &node_dir);
 
-    let (issuer, toks) = tokens(12);
+    let (issuer, toks) = tokens(16);
     let token_keys = root_dir.path().join("redemption-keys.json");
     std::fs::write(&token_keys, issuer.redemption_keys_json().unwrap()).unwrap();
     let node_url = format!("http://{node_addr}");
@@ -483,11 +483,59 @@ async fn attested_summary_through_relay_and_gateway_with_canary() {
         &format!("/v1/sessions/{id}"),
     );
     assert_eq!(wire.send(&del).await.unwrap().status, 204);
+    let mut again = Request::new(
+        "POST",
+        "https",
+        "gateway.confide.test",
+        &format!("/v1/sessions/{id}"),
+    );
+    again
+        .headers
+        .append("authorization", toks.next().unwrap().to_authorization());
+    let resp = wire.send(&again).await.unwrap();
+    assert_eq!(resp.status, 404);
+    assert!(String::from_utf8_lossy(&resp.content).contains("session-unknown"));
+
+    // A second session, then the node dies: the gateway answers node-gone.
+    let mut engine2 = ClientEngine::new(
+        verifier_with_trust(
+            vendor.root_der(),
+            LedgerTrust::new(&ledger_vkey, &witness_keys, 2).unwrap(),
+            3600,
+        ),
+        SessionLimits::default(),
+        tls_now(),
+    )
+    .unwrap();
+    let mut open2 = Request::new("POST", "https", "gateway.confide.test", "/v1/sessions");
+    open2
+        .headers
+        .append("authorization", toks.next().unwrap().to_authorization());
+    open2.content = outgoing(&mut engine2);
+    let resp = wire.send(&open2).await.unwrap();
+    assert_eq!(resp.status, 200);
+    let id2 = String::from_utf8(resp.headers.get("confide-session-id").unwrap().to_vec()).unwrap();
+    engine2.put_incoming(&resp.content, tls_now()).unwrap();
+    assert!(engine2.is_established());
+    let node_output = node.output();
+    drop(node);
+    let mut gone = Request::new(
+        "POST",
+        "https",
+        "gateway.confide.test",
+        &format!("/v1/sessions/{id2}"),
+    );
+    gone.headers
+        .append("authorization", toks.next().unwrap().to_authorization());
+    gone.content = outgoing(&mut engine2);
+    let resp = wire.send(&gone).await.unwrap();
+    assert_eq!(resp.status, 502);
+    assert!(String::from_utf8_lossy(&resp.content).contains("node-gone"));
 
     // The canary: nowhere in any output or file of node, gateway, relay.
     tokio::time::sleep(Duration::from_millis(300)).await;
     let mut outputs: Vec<(String, Vec<u8>)> = vec![
-        ("node".into(), node.output()),
+        ("node".into(), node_output),
         ("gateway".into(), gateway.output()),
         ("relay".into(), relay.output()),
         ("ledger".into(), ledger_proc.output()),
@@ -495,7 +543,7 @@ async fn attested_summary_through_relay_and_gateway_with_canary() {
     for (i, (_, w)) in witnesses.iter().enumerate() {
         outputs.push((format!("witness-{i}"), w.output()));
     }
-    drop((node, gateway, relay, ledger_proc, witnesses));
+    drop((gateway, relay, ledger_proc, witnesses));
     for (name, out) in &outputs {
         assert!(
             !out.windows(CANARY.len()).any(|w| w == CANARY.as_bytes()),
