@@ -20,6 +20,8 @@
 //!
 //! No I/O: bytes, keys and time come in as arguments. See `docs/ratls.md`.
 
+#[cfg(feature = "verifiers")]
+pub mod adapters;
 mod cbor;
 pub mod cmw;
 mod config;

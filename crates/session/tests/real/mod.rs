@@ -1,33 +1,33 @@
 //! Shared by the real-stack tests and the handshake benchmark: evidence from
 //! `confide-attest-sim` (SEV-SNP-format reports under a simulated vendor root),
-//! judged by `confide_attest::verify_with` with the SEV-SNP leaf verifier, and a
-//! stapled `confide-release` bundle (RFC 9162 inclusion proof under a C2SP
-//! checkpoint signed by the ledger and cosigned by witnesses), verified with
-//! `confide_release::verify_bundle`.
+//! judged by `confide_ratls::adapters::AttestEvidenceVerifier` (the
+//! `confide-attest-verify` leaves under a policy pinning the simulated root), and
+//! a stapled `confide-release` bundle (RFC 9162 inclusion proof under a C2SP
+//! checkpoint signed by the ledger and cosigned by witnesses), verified by
+//! `confide_ratls::adapters::ReleaseInclusionVerifier`.
 #![allow(dead_code, clippy::unwrap_used)]
 
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use confide_attest::{AttestRequest, Binding, Evidence, Platform, TrustPolicy, verify_with};
+use confide_attest::{AttestRequest, Binding, Platform, TrustPolicy};
 use confide_attest_sim::{SimulatedAttester, SimulatedVendor};
-use confide_attest_snp::SnpVerifier;
 use confide_note::{Checkpoint, KeyType, Note, SignerKey};
+use confide_ratls::adapters::{
+    AttestEvidenceVerifier, EVIDENCE_MEDIA_TYPE, ReleaseInclusionVerifier,
+};
 use confide_ratls::rustls::pki_types::UnixTime;
 use confide_ratls::{
-    Attester, CheckpointRef, EvidenceClaims, EvidenceVerifier, ExternalError, InclusionVerifier,
-    LedgerEntryClaims, ManualClock, NodeCertResolver, NodeCredential, NodePolicy, NodeVerifier,
-    server_config,
+    Attester, ExternalError, ManualClock, NodeCertResolver, NodeCredential, NodePolicy,
+    NodeVerifier, server_config,
 };
-use confide_release::{
-    Bundle, LedgerEntry, LedgerTrust, ReleaseManifest, StoredCheckpoint, verify_bundle,
-};
+use confide_release::{Bundle, LedgerEntry, LedgerTrust, ReleaseManifest};
 use confide_session::{ClientEngine, ServerEngine, SessionError, SessionLimits};
 use confide_tlog::{MemoryTree, inclusion_proof, leaf_hash};
 
 pub const T0: u64 = 1_790_000_000;
 pub const WINDOW: Duration = Duration::from_secs(3600);
-pub const MEDIA_TYPE: &str = "application/vnd.confide.evidence";
+pub const MEDIA_TYPE: &str = EVIDENCE_MEDIA_TYPE;
 pub const ORIGIN: &str = "ledger.confide.test";
 pub const MEASUREMENT: [u8; 48] = [0x4d; 48];
 pub const MODEL: [u8; 32] = [0x6d; 32];
@@ -75,77 +75,6 @@ impl Attester for SimAttester {
                 ExternalError::new(confide_attest::Error::platform(Platform::Simulated, e))
             })?;
         Ok(ev.encode())
-    }
-}
-
-/// Client side: `verify_with` under a policy pinning the simulated root. The key
-/// binding of REPORT_DATA is then checked by confide-ratls on the returned value.
-#[derive(Debug)]
-pub struct SimEvidenceVerifier {
-    pub policy: TrustPolicy,
-}
-
-impl EvidenceVerifier for SimEvidenceVerifier {
-    fn verify_evidence(
-        &self,
-        media_type: &str,
-        evidence: &[u8],
-        now: UnixTime,
-    ) -> Result<EvidenceClaims, ExternalError> {
-        assert_eq!(media_type, MEDIA_TYPE);
-        let ev = Evidence::decode(evidence).map_err(ExternalError::new)?;
-        // SEV-SNP ATTESTATION_REPORT: REPORT_DATA at 0x50..0x90 (AMD spec 56860, table 23).
-        let rd: [u8; 64] = ev.report[0x50..0x90].try_into().unwrap();
-        let v = verify_with(
-            &SnpVerifier::new(),
-            None,
-            &ev,
-            &rd,
-            confide_attest::UnixTime(now.as_secs()),
-            &self.policy,
-        )
-        .map_err(ExternalError::new)?;
-        Ok(EvidenceClaims {
-            platform: v.platform().name().to_owned(),
-            measurement: v.measurement().to_vec(),
-            model_digest: v.model_digest().map(|d| d.to_vec()),
-            report_data: *v.report_data(),
-            collected_at: v.signed_time().map(at),
-        })
-    }
-}
-
-#[derive(Debug)]
-pub struct ReleaseVerifier {
-    pub trust: LedgerTrust,
-    pub last_seen: Option<StoredCheckpoint>,
-}
-
-impl InclusionVerifier for ReleaseVerifier {
-    fn verify_inclusion(
-        &self,
-        bundle: &[u8],
-        _now: UnixTime,
-    ) -> Result<LedgerEntryClaims, ExternalError> {
-        let b = Bundle::decode(bundle).map_err(ExternalError::new)?;
-        let v = verify_bundle(&b, &self.trust, self.last_seen.as_ref(), None)
-            .map_err(ExternalError::new)?;
-        let LedgerEntry::Release(m) = v.entry() else {
-            panic!("test ledger holds only releases")
-        };
-        Ok(LedgerEntryClaims {
-            platform: m.platform.name().to_owned(),
-            measurement: m.measurement.clone(),
-            model_digest: Some(m.model_digest.to_vec()),
-            valid_from: at(m.not_before),
-            valid_until: Some(at(m.not_after)),
-            index: v.index(),
-            checkpoint: CheckpointRef {
-                origin: v.checkpoint().origin().to_owned(),
-                size: v.checkpoint().size(),
-                root_hash: v.checkpoint().root().0,
-            },
-        })
     }
 }
 
@@ -215,24 +144,21 @@ impl Ledger {
         .unwrap()
     }
 
-    pub fn evidence_verifier(&self) -> SimEvidenceVerifier {
+    pub fn evidence_verifier(&self) -> AttestEvidenceVerifier {
         let mut policy =
             TrustPolicy::production().with_simulated_root(sim().vendor().root_der().to_vec());
         policy.freshness_secs = WINDOW.as_secs();
-        SimEvidenceVerifier { policy }
+        AttestEvidenceVerifier::new(policy)
     }
 
-    pub fn inclusion_verifier(&self) -> ReleaseVerifier {
+    pub fn inclusion_verifier(&self) -> ReleaseInclusionVerifier {
         let w: Vec<String> = self
             .witnesses
             .iter()
             .map(|w| w.verifier().to_vkey())
             .collect();
         let trust = LedgerTrust::new(&self.key.verifier().to_vkey(), &w, 2).unwrap();
-        ReleaseVerifier {
-            trust,
-            last_seen: None,
-        }
+        ReleaseInclusionVerifier::new(trust, None)
     }
 
     pub fn verifier(&self) -> NodeVerifier {
