@@ -188,10 +188,10 @@ fn files_containing(dir: &Path, needle: &[u8], hits: &mut Vec<String>) {
         let p = e.unwrap().path();
         if p.is_dir() {
             files_containing(&p, needle, hits);
-        } else if let Ok(b) = std::fs::read(&p) {
-            if b.windows(needle.len()).any(|w| w == needle) {
-                hits.push(p.display().to_string());
-            }
+        } else if let Ok(b) = std::fs::read(&p)
+            && b.windows(needle.len()).any(|w| w == needle)
+        {
+            hits.push(p.display().to_string());
         }
     }
 }
