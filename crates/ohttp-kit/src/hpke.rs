@@ -212,7 +212,10 @@ impl Aead {
         pt: &[u8],
     ) -> Result<Vec<u8>, Error> {
         let payload = Payload { msg: pt, aad };
-        let nonce = aes_gcm::Nonce::from_slice(nonce);
+        let nonce: [u8; 12] = nonce
+            .try_into()
+            .map_err(|_| Error::Crypto("nonce length"))?;
+        let nonce = &aes_gcm::Nonce::from(nonce);
         let r = match self {
             Self::Aes128Gcm => aes_gcm::Aes128Gcm::new_from_slice(key)
                 .map_err(|_| Error::Crypto("aead key length"))?
@@ -238,7 +241,10 @@ impl Aead {
             return Err(Error::Truncated("ciphertext shorter than the AEAD tag"));
         }
         let payload = Payload { msg: ct, aad };
-        let nonce = aes_gcm::Nonce::from_slice(nonce);
+        let nonce: [u8; 12] = nonce
+            .try_into()
+            .map_err(|_| Error::Crypto("nonce length"))?;
+        let nonce = &aes_gcm::Nonce::from(nonce);
         let r = match self {
             Self::Aes128Gcm => aes_gcm::Aes128Gcm::new_from_slice(key)
                 .map_err(|_| Error::Crypto("aead key length"))?
