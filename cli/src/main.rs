@@ -49,9 +49,21 @@ enum Command {
     /// Run the attested inference node (RA-TLS sessions inside the TEE).
     #[command(subcommand)]
     Node(cmd::node::NodeCmd),
+    /// Start every party on this machine (separate processes) and write DIR/client.toml.
+    Up(cmd::up::UpArgs),
+    /// Start everything in a temporary directory, verify, summarise the sample chat, stop.
+    Demo(cmd::demo::DemoArgs),
+    /// Summarise a chat (WhatsApp export or JSON) inside an attested node.
+    Summarize(cmd::client::SummarizeArgs),
+    /// Rewrite a draft message in a tone, inside an attested node.
+    Suggest(cmd::client::SuggestArgs),
+    /// Verify the node and print every check made.
+    Verify(cmd::client::VerifyArgs),
 }
 
 fn main() -> ExitCode {
+    // A party started by `confide up` stops when `up` dies.
+    cmd::up::exit_with_parent();
     let cli = Cli::parse();
     let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
@@ -72,6 +84,11 @@ fn main() -> ExitCode {
             Command::Relay(c) => cmd::relay::run(c).await,
             Command::Engine(c) => cmd::engine::run(c).await,
             Command::Node(c) => cmd::node::run(c).await,
+            Command::Up(a) => cmd::up::run(a).await,
+            Command::Demo(a) => cmd::demo::run(a).await,
+            Command::Summarize(a) => cmd::client::summarize(a).await,
+            Command::Suggest(a) => cmd::client::suggest(a).await,
+            Command::Verify(a) => cmd::client::verify(a).await,
         }
     });
     match result {

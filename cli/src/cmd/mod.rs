@@ -1,5 +1,7 @@
 //! One module per role. Each exposes its clap type and `async fn run(..) -> anyhow::Result<ExitCode>`.
 
+pub mod client;
+pub mod demo;
 pub mod engine;
 pub mod evidence;
 pub mod gateway;
@@ -9,4 +11,5 @@ pub mod monitor;
 pub mod node;
 pub mod relay;
 pub mod release;
+pub mod up;
 pub mod witness;

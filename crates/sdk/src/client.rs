@@ -18,10 +18,10 @@
 //! On `session-unknown` / `node-gone`, the client opens a new session (repeating every
 //! check) and retries once, telling the caller through [`Event::Reattested`].
 //!
-//! Application frames (the node's format, `services/node/src/frames.rs`): `1` request
-//! (JSON `{"summarize":{…}}` / `{"suggest":{…}}`), `2` text chunk, `3` end (JSON), `4`
-//! error (one code byte). `confide-session` frames share the 5-byte header (type, u32 BE
-//! length) but name the types differently; [`wire_type`] maps them back to the byte.
+//! Application messages ride in `confide-session` frames (`services/node/src/frames.rs`):
+//! `Request` JSON `{"summarize":{…}}` / `{"suggest":{…}}`, then `StreamChunk` text pieces
+//! and one `End` JSON: `{"finish":…,"completion_tokens":…}` or `{"error":"<kind>"}` (a
+//! kind, never text).
 
 use std::future::Future;
 use std::pin::Pin;
@@ -196,24 +196,13 @@ fn wire_error(e: WireError, party: Party, url: &str) -> Error {
     }
 }
 
-/// The code byte of a session frame type (see the module docs).
-fn wire_type(kind: FrameKind) -> u8 {
+fn node_error_kind(kind: &str) -> &'static str {
     match kind {
-        FrameKind::Request => 1,
-        FrameKind::Response => 2,
-        FrameKind::StreamChunk => 3,
-        FrameKind::End => 4,
-        _ => 0,
-    }
-}
-
-fn node_error_kind(code: Option<u8>) -> &'static str {
-    match code {
-        Some(1) => "bad request",
-        Some(2) => "request too large",
-        Some(3) => "engine failure",
-        Some(4) => "node unavailable or shutting down",
-        _ => "unknown error code",
+        "bad-request" => "bad request",
+        "too-large" => "request too large",
+        "engine" => "engine failure",
+        "unavailable" => "node unavailable or shutting down",
+        _ => "unknown error kind",
     }
 }
 
@@ -558,8 +547,8 @@ impl Inner {
             };
             s.engine.put_incoming(&data, now()).map_err(proto)?;
             while let Some(frame) = s.engine.recv() {
-                match wire_type(frame.kind()) {
-                    2 => {
+                match frame.kind() {
+                    FrameKind::StreamChunk => {
                         let text =
                             Zeroizing::new(String::from_utf8_lossy(frame.payload()).into_owned());
                         sent_text = true;
@@ -567,9 +556,14 @@ impl Inner {
                             return Ok(Outcome::Done);
                         }
                     }
-                    3 => {
+                    FrameKind::End => {
                         let v: serde_json::Value =
                             serde_json::from_slice(frame.payload()).unwrap_or_default();
+                        if let Some(kind) = v.get("error").and_then(|k| k.as_str()) {
+                            return Err(Error::Node {
+                                kind: node_error_kind(kind),
+                            });
+                        }
                         let finish = v
                             .get("finish")
                             .and_then(|f| f.as_str())
@@ -585,11 +579,6 @@ impl Inner {
                             }))
                             .await;
                         return Ok(Outcome::Done);
-                    }
-                    4 => {
-                        return Err(Error::Node {
-                            kind: node_error_kind(frame.payload().first().copied()),
-                        });
                     }
                     _ => {
                         return Err(Error::Protocol {
@@ -671,7 +660,7 @@ fn build_report(
         ok(
             Check::Witnesses,
             format!(
-                "{} of {} required witnesses cosigned: {}",
+                "{} witnesses cosigned ({} required): {}",
                 f.cosigners.len(),
                 quorum,
                 f.cosigners.join(", ")
@@ -762,12 +751,8 @@ mod tests {
     }
 
     #[test]
-    fn frame_types_match_the_node_bytes() {
-        assert_eq!(wire_type(FrameKind::Request), 1);
-        assert_eq!(wire_type(FrameKind::Response), 2);
-        assert_eq!(wire_type(FrameKind::StreamChunk), 3);
-        assert_eq!(wire_type(FrameKind::End), 4);
-        assert_eq!(node_error_kind(Some(2)), "request too large");
-        assert_eq!(node_error_kind(None), "unknown error code");
+    fn node_error_kinds() {
+        assert_eq!(node_error_kind("too-large"), "request too large");
+        assert_eq!(node_error_kind("x"), "unknown error kind");
     }
 }

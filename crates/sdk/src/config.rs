@@ -14,6 +14,11 @@
 //! [account]
 //! credential_file = "account.secret"             # or: credential = "…"
 //!
+//! [tokens]                                       # the gateway's token challenge (RFC 9577 §2.1)
+//! issuer_name = "issuer.example"
+//! origin_info = "gateway.example"
+//! token_type = "voprf"                           # or "blind-rsa"
+//!
 //! [state]
 //! tokens = "tokens.json"                         # prefetched tokens
 //! checkpoint = "checkpoint.txt"                  # newest ledger checkpoint verified
@@ -84,6 +89,14 @@ pub enum ConfigError {
         /// Second alternative.
         b: &'static str,
     },
+    /// `[tokens]` names no issuer or an unknown token type.
+    #[error(
+        "{path}: [tokens] needs a non-empty issuer_name and token_type \"voprf\" or \"blind-rsa\""
+    )]
+    BadTokenType {
+        /// The file.
+        path: PathBuf,
+    },
     /// The account credential is empty.
     #[error("{path}: the account credential is empty")]
     EmptyCredential {
@@ -136,6 +149,19 @@ impl std::fmt::Debug for Credential {
     }
 }
 
+/// The token challenge the gateway accepts (RFC 9577 §2.1), and the token type to ask for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenSettings {
+    /// `issuer_name` of the challenge.
+    pub issuer_name: String,
+    /// `origin_info` of the challenge (the gateway's name).
+    pub origin_info: String,
+    /// Token type to request.
+    pub token_type: confide_tokens::TokenType,
+    /// Issuer token key ids (SHA-256 of the key, RFC 9578) this device accepts.
+    pub key_ids: Vec<[u8; 32]>,
+}
+
 /// A loaded, validated client configuration.
 #[derive(Debug, Clone)]
 pub struct ClientConfig {
@@ -145,6 +171,8 @@ pub struct ClientConfig {
     pub endpoints: Endpoints,
     /// The issuer account.
     pub credential: Credential,
+    /// The token challenge.
+    pub tokens: TokenSettings,
     /// Token store file.
     pub token_store: PathBuf,
     /// The newest verified checkpoint is kept here (rollback / split-view protection).
@@ -161,6 +189,7 @@ struct RawConfig {
     version: u32,
     endpoints: RawEndpoints,
     account: RawAccount,
+    tokens: RawTokens,
     #[serde(default)]
     state: RawState,
     trust: RawTrust,
@@ -180,6 +209,21 @@ struct RawEndpoints {
 struct RawAccount {
     credential: Option<String>,
     credential_file: Option<PathBuf>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTokens {
+    issuer_name: String,
+    #[serde(default)]
+    origin_info: String,
+    #[serde(default = "default_token_type")]
+    token_type: String,
+    key_ids: Vec<String>,
+}
+
+fn default_token_type() -> String {
+    "voprf".into()
 }
 
 #[derive(Deserialize)]
@@ -294,6 +338,41 @@ impl ClientConfig {
         if credential.is_empty() {
             return Err(ConfigError::EmptyCredential { path: cred_path });
         }
+        let token_type = match raw.tokens.token_type.as_str() {
+            "voprf" => confide_tokens::TokenType::Voprf,
+            "blind-rsa" => confide_tokens::TokenType::BlindRsa,
+            _ => {
+                return Err(ConfigError::BadTokenType {
+                    path: path.to_owned(),
+                });
+            }
+        };
+        if raw.tokens.issuer_name.trim().is_empty() {
+            return Err(ConfigError::BadTokenType {
+                path: path.to_owned(),
+            });
+        }
+        let mut key_ids = Vec::with_capacity(raw.tokens.key_ids.len());
+        for k in &raw.tokens.key_ids {
+            let id = hex::decode(k.trim())
+                .ok()
+                .and_then(|b| <[u8; 32]>::try_from(b).ok())
+                .ok_or_else(|| ConfigError::BadTokenType {
+                    path: path.to_owned(),
+                })?;
+            key_ids.push(id);
+        }
+        if key_ids.is_empty() {
+            return Err(ConfigError::BadTokenType {
+                path: path.to_owned(),
+            });
+        }
+        let tokens = TokenSettings {
+            issuer_name: raw.tokens.issuer_name,
+            origin_info: raw.tokens.origin_info,
+            token_type,
+            key_ids,
+        };
         let (policy_text, policy_source) = match (raw.trust.policy_file, raw.trust.policy) {
             (Some(f), None) => {
                 let p = resolve(&f);
@@ -323,6 +402,7 @@ impl ClientConfig {
             path: path.to_owned(),
             endpoints,
             credential: Credential::new(credential),
+            tokens,
             token_store: resolve(&raw.state.tokens),
             checkpoint_state: resolve(&raw.state.checkpoint),
             policy,
@@ -335,9 +415,10 @@ impl ClientConfig {
 /// writes). Paths are written as given; relative ones resolve against the file's directory.
 pub fn render(
     endpoints: &Endpoints,
+    tokens: &TokenSettings,
     credential_file: &Path,
     policy_file: &Path,
-    tokens: &Path,
+    token_store: &Path,
     checkpoint: &Path,
 ) -> String {
     let mut t = toml::Table::new();
@@ -355,8 +436,30 @@ pub fn render(
     let mut a = toml::Table::new();
     a.insert("credential_file".into(), path_value(credential_file));
     t.insert("account".into(), a.into());
+    let mut tk = toml::Table::new();
+    tk.insert("issuer_name".into(), tokens.issuer_name.clone().into());
+    tk.insert("origin_info".into(), tokens.origin_info.clone().into());
+    tk.insert(
+        "token_type".into(),
+        match tokens.token_type {
+            confide_tokens::TokenType::BlindRsa => "blind-rsa",
+            _ => "voprf",
+        }
+        .into(),
+    );
+    tk.insert(
+        "key_ids".into(),
+        toml::Value::Array(
+            tokens
+                .key_ids
+                .iter()
+                .map(|k| toml::Value::String(hex::encode(k)))
+                .collect(),
+        ),
+    );
+    t.insert("tokens".into(), tk.into());
     let mut s = toml::Table::new();
-    s.insert("tokens".into(), path_value(tokens));
+    s.insert("tokens".into(), path_value(token_store));
     s.insert("checkpoint".into(), path_value(checkpoint));
     t.insert("state".into(), s.into());
     let mut tr = toml::Table::new();
@@ -428,6 +531,11 @@ relay = "http://127.0.0.1:7001/"
 gateway_keys = "http://127.0.0.1:7002/ohttp-keys"
 issuer = "http://127.0.0.1:7003"
 ledger = "https://ledger.example/log/"
+
+[tokens]
+issuer_name = "issuer.example"
+origin_info = "gateway.example"
+key_ids = ["0101010101010101010101010101010101010101010101010101010101010101"]
 "#;
 
     fn files(name: &Path, _what: &'static str) -> Result<String, ConfigError> {
@@ -484,8 +592,15 @@ ledger = "https://ledger.example/log/"
             issuer: "http://127.0.0.1:3/".into(),
             ledger: "http://127.0.0.1:4/".into(),
         };
+        let tk = TokenSettings {
+            issuer_name: "i".into(),
+            origin_info: "g".into(),
+            token_type: confide_tokens::TokenType::BlindRsa,
+            key_ids: vec![[7; 32], [9; 32]],
+        };
         let text = render(
             &e,
+            &tk,
             Path::new("account.secret"),
             Path::new("policy.toml"),
             Path::new("tokens.json"),
@@ -493,6 +608,7 @@ ledger = "https://ledger.example/log/"
         );
         let c = load(&text).unwrap();
         assert_eq!(c.endpoints, e);
+        assert_eq!(c.tokens, tk);
         assert_eq!(c.checkpoint_state, Path::new("/srv/confide/cp.txt"));
     }
 
@@ -565,6 +681,17 @@ ledger = "https://ledger.example/log/"
         // The policy itself is validated by confide-attest.
         let e = load(&base(good_acct, "[trust.policy]\nversion = 7")).unwrap_err();
         assert!(matches!(e, ConfigError::Policy { .. }), "{e:?}");
+        assert!(matches!(
+            load(
+                &base(good_acct, good_trust)
+                    .replace("origin_info", "token_type = \"x\"\norigin_info")
+            ),
+            Err(ConfigError::BadTokenType { .. })
+        ));
+        assert!(matches!(
+            load(&base(good_acct, good_trust).replace("\"0101", "\"zz01")),
+            Err(ConfigError::BadTokenType { .. })
+        ));
         // Not TOML.
         assert!(matches!(
             load("version = "),

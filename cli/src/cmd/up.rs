@@ -1,0 +1,781 @@
+//! `confide up`: the whole system on one machine, each party its own process.
+//!
+//! Starts, as child processes of this very binary on loopback (port 0, each child prints
+//! the address it bound): the ledger, three witnesses, the issuer, N nodes (simulated
+//! platform, embedded model), the gateway and the relay. On the way it publishes the
+//! nodes' release manifests and the gateway's OHTTP key configuration to the ledger,
+//! creates an issuer account, and writes `DIR/client.toml` with the endpoints, the
+//! account credential file and a trust policy that names the simulated vendor root
+//! explicitly (and the ledger and witness keys). Then it waits for Ctrl-C / SIGTERM and
+//! stops every child (SIGTERM, then SIGKILL after a grace period). Children also get
+//! SIGTERM if this process dies ([`exit_with_parent`], `PR_SET_PDEATHSIG`).
+//!
+//! Logs of every party are in `DIR/logs/<party>.log`; `DIR/up.json` lists each party's
+//! URL and process id (tests use it to stop a node on purpose).
+
+use std::path::{Path, PathBuf};
+use std::process::{ExitCode, Stdio};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use anyhow::{Context, bail};
+use confide_attest::TrustPolicy;
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::process::{Child, Command};
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+/// Environment variable naming the parent's pid, set on every child `up` starts.
+const PARENT_ENV: &str = "CONFIDE_UP_PARENT";
+/// Witnesses started; the policy requires two of their cosignatures.
+const WITNESSES: usize = 3;
+const WITNESS_QUORUM: u32 = 2;
+/// Ledger origin (the checkpoint origin line and the ledger key name).
+const ORIGIN: &str = "confide.local/ledger";
+/// The token challenge: issuer name and the gateway's name as `origin_info`.
+const ISSUER_NAME: &str = "issuer.confide.local";
+const GATEWAY_NAME: &str = "gateway.confide.local";
+
+/// `confide up`.
+#[derive(Debug, clap::Args)]
+pub struct UpArgs {
+    /// Directory for every party's state, logs and `client.toml` (new or empty).
+    #[arg(long)]
+    pub dir: PathBuf,
+    /// Number of nodes.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u8).range(1..=8))]
+    pub nodes: u8,
+    /// GGUF model for the nodes' embedded engine
+    /// (default: `models/SmolLM2-135M-Instruct.Q4_1.gguf` of this source tree).
+    #[arg(long, env = "CONFIDE_MODEL")]
+    pub model: Option<PathBuf>,
+    /// Largest number of tokens a node generates per request.
+    #[arg(long, default_value_t = 120)]
+    pub max_tokens: u32,
+}
+
+/// Called first thing in `main`: a process started by `confide up` asks the kernel for
+/// SIGTERM when its parent dies (and exits if the parent is already gone), so no party
+/// outlives an `up` that was killed.
+pub fn exit_with_parent() {
+    let Ok(want) = std::env::var(PARENT_ENV) else {
+        return;
+    };
+    if rustix::process::set_parent_process_death_signal(Some(rustix::process::Signal::TERM))
+        .is_err()
+    {
+        return;
+    }
+    let parent = rustix::process::getppid().map(|p| p.as_raw_nonzero().get().to_string());
+    if parent.as_deref() != Some(want.as_str()) {
+        // The parent died before the death signal was armed.
+        std::process::exit(1);
+    }
+}
+
+/// A running party.
+pub struct Party {
+    /// Its name (`ledger`, `witness-1`, `node-2`, ...).
+    pub name: String,
+    /// Its base URL.
+    pub url: String,
+    /// Its process id.
+    pub pid: u32,
+    waiter: JoinHandle<String>,
+}
+
+/// Everything `up` started.
+pub struct Stack {
+    /// The state directory.
+    pub dir: PathBuf,
+    /// Running parties, in start order.
+    pub parties: Vec<Party>,
+    /// `DIR/client.toml`.
+    pub client_config: PathBuf,
+}
+
+fn default_model() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../models/SmolLM2-135M-Instruct.Q4_1.gguf")
+}
+
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+fn exe() -> anyhow::Result<PathBuf> {
+    std::env::current_exe().context("cannot find the confide executable")
+}
+
+fn base_command(logs: &Path, name: &str) -> anyhow::Result<Command> {
+    let mut cmd = Command::new(exe()?);
+    cmd.env(PARENT_ENV, std::process::id().to_string())
+        .env(
+            "RUST_LOG",
+            std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),
+        )
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::from(
+            std::fs::File::create(logs.join(format!("{name}.err.log")))
+                .with_context(|| format!("cannot create the log of {name}"))?,
+        ))
+        .kill_on_drop(true);
+    Ok(cmd)
+}
+
+/// The last non-empty line of a log, to explain why a party stopped (our own processes
+/// print one `error: ...` line; they never log request content).
+fn last_line(path: &Path) -> String {
+    std::fs::read_to_string(path)
+        .ok()
+        .and_then(|t| {
+            t.lines()
+                .rev()
+                .find(|l| !l.trim().is_empty())
+                .map(str::to_owned)
+        })
+        .unwrap_or_default()
+}
+
+/// Run a one-shot `confide` subcommand and return its stdout.
+async fn tool(logs: &Path, name: &str, args: &[&str]) -> anyhow::Result<String> {
+    let mut cmd = Command::new(exe()?);
+    cmd.args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    let out = tokio::time::timeout(Duration::from_secs(120), cmd.output())
+        .await
+        .with_context(|| format!("`confide {}` took too long", args.join(" ")))?
+        .with_context(|| format!("cannot run `confide {}`", args.join(" ")))?;
+    let mut log = tokio::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(logs.join(format!("{name}.log")))
+        .await?;
+    log.write_all(&out.stderr).await?;
+    if !out.status.success() {
+        let err = String::from_utf8_lossy(&out.stderr);
+        let line = err
+            .lines()
+            .rev()
+            .find(|l| !l.trim().is_empty())
+            .unwrap_or("");
+        bail!("{name} failed ({}): {line}", out.status);
+    }
+    String::from_utf8(out.stdout).with_context(|| format!("{name} printed non-UTF-8"))
+}
+
+impl Stack {
+    /// Start a long-running party; wait until it prints `listening on`, collecting the
+    /// lines before it (keys and paths the next steps need).
+    async fn spawn(
+        &mut self,
+        name: &str,
+        args: &[&str],
+        ready_within: Duration,
+    ) -> anyhow::Result<Vec<String>> {
+        let logs = self.dir.join("logs");
+        let mut child: Child = base_command(&logs, name)?
+            .args(args)
+            .current_dir(&self.dir)
+            .spawn()
+            .with_context(|| format!("cannot start {name}"))?;
+        let pid = child.id().context("child has no pid")?;
+        let stdout = child.stdout.take().context("child has no stdout")?;
+        let (tx, mut rx) = mpsc::unbounded_channel::<String>();
+        let out_log = logs.join(format!("{name}.out.log"));
+        tokio::spawn(async move {
+            let mut lines = BufReader::new(stdout).lines();
+            let mut file = tokio::fs::File::create(&out_log).await.ok();
+            while let Ok(Some(line)) = lines.next_line().await {
+                if let Some(f) = file.as_mut() {
+                    let _ = f.write_all(format!("{line}\n").as_bytes()).await;
+                }
+                let _ = tx.send(line);
+            }
+        });
+        let pname = name.to_owned();
+        let waiter = tokio::spawn(async move {
+            match child.wait().await {
+                Ok(s) => format!("{pname} exited ({s})"),
+                Err(e) => format!("{pname}: cannot wait: {e}"),
+            }
+        });
+        let mut seen = Vec::new();
+        let deadline = tokio::time::Instant::now() + ready_within;
+        let url = loop {
+            match tokio::time::timeout_at(deadline, rx.recv()).await {
+                Ok(Some(line)) => {
+                    if let Some((_, addr)) = line.split_once("listening on ") {
+                        let addr = addr.trim();
+                        break if addr.starts_with("http") {
+                            addr.to_owned()
+                        } else {
+                            format!("http://{addr}")
+                        };
+                    }
+                    seen.push(line);
+                }
+                Ok(None) => {
+                    let why = last_line(&logs.join(format!("{name}.err.log")));
+                    let status = waiter.await.unwrap_or_default();
+                    bail!(
+                        "{status} before it was ready: {why} (see {}/logs)",
+                        self.dir.display()
+                    );
+                }
+                Err(_) => {
+                    let _ = stop_pid(pid);
+                    bail!(
+                        "{name} was not ready within {}s (see {}/logs)",
+                        ready_within.as_secs(),
+                        self.dir.display()
+                    );
+                }
+            }
+        };
+        self.parties.push(Party {
+            name: name.to_owned(),
+            url,
+            pid,
+            waiter,
+        });
+        Ok(seen)
+    }
+
+    /// The URL of a started party.
+    pub fn url(&self, name: &str) -> Option<&str> {
+        self.parties
+            .iter()
+            .find(|p| p.name == name)
+            .map(|p| p.url.as_str())
+    }
+
+    /// Stop one party (SIGTERM, then SIGKILL after `grace`).
+    async fn stop_party(p: Party, grace: Duration) -> String {
+        let _ = stop_pid(p.pid);
+        let mut waiter = p.waiter;
+        match tokio::time::timeout(grace, &mut waiter).await {
+            Ok(r) => r.unwrap_or_default(),
+            Err(_) => {
+                if let Some(pid) = i32::try_from(p.pid)
+                    .ok()
+                    .and_then(rustix::process::Pid::from_raw)
+                {
+                    let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
+                }
+                let _ = waiter.await;
+                format!("{} killed after {}s", p.name, grace.as_secs())
+            }
+        }
+    }
+
+    /// Stop every party, newest first.
+    pub async fn stop(mut self) {
+        while let Some(p) = self.parties.pop() {
+            let msg = Self::stop_party(p, Duration::from_secs(10)).await;
+            tracing::debug!("{msg}");
+        }
+    }
+
+    /// Start everything (see the module docs).
+    pub async fn start(a: &UpArgs) -> anyhow::Result<Stack> {
+        let dir = a.dir.clone();
+        if dir.exists()
+            && std::fs::read_dir(&dir)
+                .with_context(|| format!("cannot read {}", dir.display()))?
+                .next()
+                .is_some()
+        {
+            bail!("{} is not empty; give a new directory", dir.display());
+        }
+        let model = a.model.clone().unwrap_or_else(default_model);
+        if !model.exists() {
+            bail!(
+                "model file {} not found (run scripts/fetch-model or set CONFIDE_MODEL)",
+                model.display()
+            );
+        }
+        std::fs::create_dir_all(dir.join("logs"))
+            .with_context(|| format!("cannot create {}", dir.display()))?;
+        let dir = dir.canonicalize()?;
+        let mut stack = Stack {
+            client_config: dir.join("client.toml"),
+            dir: dir.clone(),
+            parties: Vec::new(),
+        };
+        match stack.bring_up(a, &model).await {
+            Ok(()) => Ok(stack),
+            Err(e) => {
+                stack.stop().await;
+                Err(e)
+            }
+        }
+    }
+
+    async fn bring_up(&mut self, a: &UpArgs, model: &Path) -> anyhow::Result<()> {
+        let dir = self.dir.clone();
+        let logs = dir.join("logs");
+        let p = |s: &str| dir.join(s).to_string_lossy().into_owned();
+        let quick = Duration::from_secs(30);
+        let any = "127.0.0.1:0";
+
+        // 1. The ledger once on its own, to create its key (witnesses need it to start).
+        let ledger_dir = p("ledger");
+        let seen = self
+            .spawn(
+                "ledger",
+                &[
+                    "ledger",
+                    "serve",
+                    "--dir",
+                    &ledger_dir,
+                    "--listen",
+                    any,
+                    "--origin",
+                    ORIGIN,
+                ],
+                quick,
+            )
+            .await?;
+        let ledger_vkey = find_value(&seen, "ledger verifier key:")
+            .context("the ledger printed no verifier key")?;
+        let operator_key = find_value(&seen, "operator key file:")
+            .context("the ledger printed no operator key file")?;
+        if let Some(first) = self.parties.pop() {
+            Self::stop_party(first, quick).await;
+        }
+
+        // 2. Three witnesses for that ledger.
+        let mut witness_flags = Vec::new();
+        let mut witness_vkeys = Vec::new();
+        for i in 1..=WITNESSES {
+            let name = format!("witness-{i}");
+            let wdir = p(&name);
+            let wname = format!("witness-{i}.confide.local");
+            let seen = self
+                .spawn(
+                    &name,
+                    &[
+                        "witness",
+                        "serve",
+                        "--dir",
+                        &wdir,
+                        "--listen",
+                        any,
+                        "--name",
+                        &wname,
+                        "--log",
+                        &ledger_vkey,
+                    ],
+                    quick,
+                )
+                .await?;
+            let vkey = find_value(&seen, "witness verifier key:")
+                .context("a witness printed no verifier key")?;
+            let url = self.url(&name).unwrap_or_default().to_owned();
+            witness_flags.push(format!("{url}={vkey}"));
+            witness_vkeys.push(vkey);
+        }
+
+        // 3. The ledger again, now collecting cosignatures.
+        let mut args: Vec<&str> = vec![
+            "ledger",
+            "serve",
+            "--dir",
+            &ledger_dir,
+            "--listen",
+            any,
+            "--origin",
+            ORIGIN,
+        ];
+        for w in &witness_flags {
+            args.push("--witness");
+            args.push(w);
+        }
+        self.spawn("ledger", &args, quick).await?;
+        let ledger_url = self.url("ledger").unwrap_or_default().to_owned();
+
+        // 4. The issuer and the device's account.
+        let issuer_dir = p("issuer");
+        let init = tool(
+            &logs,
+            "issuer-init",
+            &[
+                "issuer",
+                "init",
+                "--dir",
+                &issuer_dir,
+                "--issuer-name",
+                ISSUER_NAME,
+                "--origin-info",
+                GATEWAY_NAME,
+            ],
+        )
+        .await?;
+        let redemption_keys = find_value(
+            &init.lines().map(str::to_owned).collect::<Vec<_>>(),
+            "gateway keys",
+        )
+        .context("the issuer printed no gateway keys path")?;
+        let credential = tool(
+            &logs,
+            "issuer-account",
+            &[
+                "issuer",
+                "add-account",
+                "--dir",
+                &issuer_dir,
+                "--id",
+                "device-1",
+            ],
+        )
+        .await?;
+        let credential = credential.trim().to_owned();
+        if credential.is_empty() {
+            bail!("the issuer printed no account credential");
+        }
+        self.spawn(
+            "issuer",
+            &["issuer", "serve", "--dir", &issuer_dir, "--listen", any],
+            quick,
+        )
+        .await?;
+
+        // 5. The gateway's OHTTP key configuration, logged in the ledger before any device
+        //    fetches it (key consistency).
+        let gateway_dir = p("gateway");
+        let keys_file = p("gateway/ohttp-keys");
+        std::fs::create_dir_all(&gateway_dir)?;
+        tool(
+            &logs,
+            "gateway-keys",
+            &[
+                "gateway",
+                "keys",
+                "--dir",
+                &gateway_dir,
+                "--out",
+                &keys_file,
+            ],
+        )
+        .await?;
+        let key_bytes = std::fs::read(&keys_file)?;
+        let now = unix_now();
+        let entry = format!(
+            "kind = \"key-config\"\nkey_config = \"{}\"\nnot_before = {}\nnot_after = {}\n",
+            hex::encode(&key_bytes),
+            now.saturating_sub(300),
+            now + 30 * 86_400
+        );
+        let entry_file = p("gateway/key-config-entry.toml");
+        std::fs::write(&entry_file, entry)?;
+        tool(
+            &logs,
+            "ledger-add",
+            &[
+                "ledger",
+                "add",
+                "--ledger",
+                &ledger_url,
+                "--key",
+                &operator_key,
+                "--entry",
+                &entry_file,
+            ],
+        )
+        .await?;
+
+        // 6. Node releases: measure each node's configuration and publish it.
+        let sim_vendor = p("sim-vendor");
+        let model_s = model.to_string_lossy().into_owned();
+        let max_tokens = a.max_tokens.to_string();
+        let node_config = |ndir: &str| -> Vec<String> {
+            [
+                "--dir",
+                ndir,
+                "--platform",
+                "simulated",
+                "--model",
+                &model_s,
+                "--sim-vendor",
+                &sim_vendor,
+                "--dev-allow-writable-cwd",
+                "--max-tokens",
+                &max_tokens,
+            ]
+            .iter()
+            .map(|s| (*s).to_owned())
+            .collect()
+        };
+        let revision = option_env!("CONFIDE_SOURCE_REVISION").unwrap_or("local-build");
+        let recipe = sha256_file(&exe()?)?;
+        let mut published = Vec::new();
+        for i in 1..=a.nodes {
+            let ndir = p(&format!("node-{i}"));
+            std::fs::create_dir_all(&ndir)?;
+            let mut args = vec!["node".to_owned(), "measure".to_owned()];
+            args.extend(node_config(&ndir));
+            let argv: Vec<&str> = args.iter().map(String::as_str).collect();
+            let out = tool(&logs, &format!("node-{i}-measure"), &argv).await?;
+            let m: serde_json::Value =
+                serde_json::from_str(&out).context("node measure printed no JSON")?;
+            let field = |k: &str| {
+                m.get(k)
+                    .and_then(|v| v.as_str())
+                    .map(str::to_owned)
+                    .with_context(|| format!("node measure: no {k}"))
+            };
+            let (measurement, model_digest) = (field("measurement")?, field("model_digest")?);
+            if published.contains(&measurement) {
+                continue;
+            }
+            let manifest = format!(
+                "kind = \"release\"\nplatform = \"{}\"\nmeasurement = \"{measurement}\"\nmodel_digest = \"{model_digest}\"\n\
+                 source_revision = \"{revision}\"\nbuild_recipe_digest = \"{recipe}\"\nnot_before = {}\nnot_after = {}\n\
+                 notes = \"confide up: SIMULATED node (no hardware protection), development only\"\n",
+                field("platform")?,
+                now.saturating_sub(300),
+                now + 30 * 86_400
+            );
+            let mfile = p(&format!("node-{i}/release.toml"));
+            std::fs::write(&mfile, manifest)?;
+            tool(
+                &logs,
+                "release-publish",
+                &[
+                    "release",
+                    "publish",
+                    &mfile,
+                    "--ledger",
+                    &ledger_url,
+                    "--key",
+                    &operator_key,
+                ],
+            )
+            .await?;
+            published.push(measurement);
+        }
+
+        // 7. Nodes (each fetches its stapled bundle from the ledger at start).
+        let mut node_urls = Vec::new();
+        for i in 1..=a.nodes {
+            let name = format!("node-{i}");
+            let ndir = p(&name);
+            let mut args = vec!["node".to_owned(), "serve".to_owned()];
+            args.extend(node_config(&ndir));
+            args.extend(["--listen", any, "--ledger", &ledger_url].map(str::to_owned));
+            let argv: Vec<&str> = args.iter().map(String::as_str).collect();
+            self.spawn(&name, &argv, Duration::from_secs(300)).await?;
+            node_urls.push(self.url(&name).unwrap_or_default().to_owned());
+        }
+
+        // 8. Gateway (routing sessions to the nodes) and relay.
+        let mut args: Vec<&str> = vec![
+            "gateway",
+            "serve",
+            "--dir",
+            &gateway_dir,
+            "--listen",
+            any,
+            "--token-keys",
+            &redemption_keys,
+            "--relay",
+            "127.0.0.1",
+        ];
+        for u in &node_urls {
+            args.push("--node");
+            args.push(u);
+        }
+        self.spawn("gateway", &args, quick).await?;
+        // The gateway health-checks its nodes every 2 s and routes only to healthy ones.
+        tokio::time::sleep(Duration::from_millis(2500)).await;
+        let gateway_url = self.url("gateway").unwrap_or_default().to_owned();
+        let relay_target = format!("{gateway_url}/gateway");
+        self.spawn(
+            "relay",
+            &[
+                "relay",
+                "serve",
+                "--listen",
+                any,
+                "--gateway",
+                &relay_target,
+                // A CPU model on a small machine can think for a while before its
+                // first token; the local relay waits rather than cutting the stream.
+                "--timeout",
+                "600",
+                "--idle-timeout",
+                "600",
+            ],
+            quick,
+        )
+        .await?;
+        let relay_url = format!("{}/", self.url("relay").unwrap_or_default());
+
+        // 9. The device's files: trust policy (simulated root named explicitly), account
+        //    credential, client.toml.
+        let policy_toml = tool(
+            &logs,
+            "policy",
+            &["evidence", "policy", "--simulated-vendor", &sim_vendor],
+        )
+        .await?;
+        let mut policy = TrustPolicy::from_toml(&policy_toml)
+            .context("evidence policy printed an invalid policy")?;
+        policy.ledger.log_vkey = ledger_vkey;
+        policy.ledger.witness_vkeys = witness_vkeys;
+        policy.ledger.witness_quorum = WITNESS_QUORUM;
+        policy.freshness_secs = policy.freshness_secs.max(3600);
+        let policy_text = format!(
+            "# Written by `confide up`. It trusts a SIMULATED vendor root: evidence from it has no\n\
+             # hardware protection. Never use this policy for real data.\n{}",
+            policy.to_toml()
+        );
+        confide_svc::durable::write_atomic(&dir.join("trust-policy.toml"), policy_text.as_bytes())?;
+        write_secret(&dir.join("account.secret"), &credential)?;
+        let endpoints = confide_sdk::config::Endpoints {
+            relay: relay_url,
+            gateway_keys: format!("{gateway_url}/ohttp-keys"),
+            issuer: self.url("issuer").unwrap_or_default().to_owned(),
+            ledger: ledger_url,
+        };
+        let tokens = confide_sdk::config::TokenSettings {
+            issuer_name: ISSUER_NAME.into(),
+            origin_info: GATEWAY_NAME.into(),
+            token_type: confide_tokens::TokenType::Voprf,
+            key_ids: issuer_key_ids(&init)?,
+        };
+        let text = confide_sdk::config::render(
+            &endpoints,
+            &tokens,
+            Path::new("account.secret"),
+            Path::new("trust-policy.toml"),
+            Path::new("tokens.json"),
+            Path::new("checkpoint.txt"),
+        );
+        confide_svc::durable::write_atomic(&self.client_config, text.as_bytes())?;
+        confide_sdk::config::ClientConfig::load(&self.client_config)
+            .context("the client.toml just written does not load")?;
+        self.write_state()?;
+        Ok(())
+    }
+
+    fn write_state(&self) -> anyhow::Result<()> {
+        let parties: Vec<serde_json::Value> = self
+            .parties
+            .iter()
+            .map(|p| serde_json::json!({"name": p.name, "url": p.url, "pid": p.pid}))
+            .collect();
+        let doc = serde_json::json!({
+            "pid": std::process::id(),
+            "client_config": self.client_config,
+            "parties": parties,
+        });
+        confide_svc::durable::write_atomic(
+            &self.dir.join("up.json"),
+            serde_json::to_string_pretty(&doc)?.as_bytes(),
+        )?;
+        Ok(())
+    }
+
+    /// A short status for people.
+    pub fn status(&self) -> String {
+        let mut s = String::new();
+        for p in &self.parties {
+            s.push_str(&format!("  {:<10} {:<28} pid {}\n", p.name, p.url, p.pid));
+        }
+        s.push_str(&format!(
+            "client config: {}\n",
+            self.client_config.display()
+        ));
+        s.push_str("WARNING: nodes run on the SIMULATED platform (no hardware protection).\n");
+        s
+    }
+}
+
+/// The token key ids of the VOPRF keys in the issuer directory `issuer init` printed
+/// (RFC 9578 §4), which the device pins.
+fn issuer_key_ids(init_output: &str) -> anyhow::Result<Vec<[u8; 32]>> {
+    use base64::Engine as _;
+    let start = init_output
+        .find('{')
+        .context("issuer init printed no directory")?;
+    let dir = confide_tokens::IssuerDirectory::from_json(&init_output.as_bytes()[start..])
+        .context("issuer init printed an invalid directory")?;
+    let mut ids = Vec::new();
+    for k in &dir.token_keys {
+        if k.token_type != confide_tokens::TokenType::Voprf.code() {
+            continue;
+        }
+        let bytes = base64::engine::general_purpose::URL_SAFE
+            .decode(k.token_key.trim())
+            .or_else(|_| {
+                base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(k.token_key.trim())
+            })
+            .context("issuer key is not base64url")?;
+        let key = confide_tokens::IssuerPublicKey::decode(confide_tokens::TokenType::Voprf, &bytes)
+            .context("issuer key does not decode")?;
+        ids.push(*key.key_id());
+    }
+    if ids.is_empty() {
+        bail!("the issuer has no VOPRF key");
+    }
+    Ok(ids)
+}
+
+fn find_value(lines: &[String], prefix: &str) -> Option<String> {
+    lines
+        .iter()
+        .find_map(|l| l.strip_prefix(prefix))
+        .map(|v| v.trim().to_owned())
+        .filter(|v| !v.is_empty())
+}
+
+fn sha256_file(path: &Path) -> anyhow::Result<String> {
+    use sha2::Digest;
+    let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+    Ok(hex::encode(sha2::Sha256::digest(&bytes)))
+}
+
+fn write_secret(path: &Path, secret: &str) -> anyhow::Result<()> {
+    confide_svc::durable::write_atomic(path, format!("{secret}\n").as_bytes())?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+    }
+    Ok(())
+}
+
+/// SIGTERM to one child.
+fn stop_pid(pid: u32) -> anyhow::Result<()> {
+    let pid = i32::try_from(pid)
+        .ok()
+        .and_then(rustix::process::Pid::from_raw)
+        .context("bad pid")?;
+    rustix::process::kill_process(pid, rustix::process::Signal::TERM)?;
+    Ok(())
+}
+
+/// Run `confide up`.
+pub async fn run(a: UpArgs) -> anyhow::Result<ExitCode> {
+    eprintln!("starting Confide in {} ...", a.dir.display());
+    let stack = Stack::start(&a).await?;
+    println!("Confide is up:\n{}", stack.status());
+    println!(
+        "try: confide summarize --config {} --chat examples/chat-whatsapp.txt",
+        stack.client_config.display()
+    );
+    println!("stop with Ctrl-C");
+    std::io::Write::flush(&mut std::io::stdout()).ok();
+    confide_svc::shutdown_signal().await;
+    eprintln!("stopping ...");
+    stack.stop().await;
+    eprintln!("stopped");
+    Ok(ExitCode::SUCCESS)
+}
