@@ -32,6 +32,10 @@ pub enum SessionError {
         /// The limit in bytes.
         limit: usize,
     },
+    /// rustls refused more input because its receive buffer is full of
+    /// unprocessed records (a peer sending faster than records can be processed).
+    #[error("TLS receive buffer full")]
+    ReceiveBufferFull,
     /// A frame (incoming or offered) exceeds the payload limit.
     #[error("frame payload exceeds {limit} bytes")]
     FrameTooLarge {

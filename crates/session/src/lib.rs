@@ -133,11 +133,8 @@ impl Engine {
         while !rest.is_empty() {
             match self.conn.read_tls(&mut rest) {
                 Ok(_) => {}
-                Err(_) => {
-                    // Only "buffer full" can happen with an in-memory reader.
-                    let limit = self.limits.max_incoming_batch;
-                    return Err(self.fail(SessionError::BatchTooLarge { limit }));
-                }
+                // Only "buffer full" can happen with an in-memory reader.
+                Err(_) => return Err(self.fail(SessionError::ReceiveBufferFull)),
             }
             let state = match self.conn.process_new_packets() {
                 Ok(state) => state,
