@@ -443,4 +443,77 @@ mod tests {
         tokio::time::sleep(Duration::from_millis(80)).await;
         assert_eq!(r.expire_idle(), 1);
     }
+    /// A node speaking the gateway→node contract on loopback, answering with its name.
+    async fn fake_node(name: &'static str) -> String {
+        use axum::routing::get;
+        let app = Router::new()
+            .route(
+                "/health",
+                get(|| async { axum::Json(serde_json::json!({"status": "ok"})) }),
+            )
+            .route(
+                "/sessions",
+                post(move |h: HeaderMap, body: Bytes| async move {
+                    assert!(valid_id(
+                        h.get(SESSION_ID_HEADER).unwrap().to_str().unwrap()
+                    ));
+                    format!("{name}:hello:{}", body.len())
+                }),
+            )
+            .route(
+                "/sessions/{id}",
+                post(move |Path(id): Path<String>, body: Bytes| async move {
+                    // Streamed in two pieces, as a node streams generated records.
+                    let parts = futures::stream::iter([
+                        Ok::<_, std::io::Error>(format!("{name}:{id}:")),
+                        Ok(format!("{}", body.len())),
+                    ]);
+                    Body::from_stream(parts)
+                })
+                .delete(|| async { StatusCode::NO_CONTENT }),
+            );
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", l.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(l, app).await.unwrap() });
+        url
+    }
+
+    async fn body_text(r: Response) -> String {
+        let b = axum::body::to_bytes(r.into_body(), 1 << 20).await.unwrap();
+        String::from_utf8(b.to_vec()).unwrap()
+    }
+
+    #[tokio::test]
+    async fn sessions_spread_over_healthy_nodes_and_stay_pinned() {
+        let a = fake_node("a").await;
+        let b = fake_node("b").await;
+        let r = SessionRouter::new(&[a, b], DEFAULT_IDLE).unwrap();
+        r.check_health().await;
+        assert_eq!(r.healthy_nodes(), 2);
+        let mut seen = std::collections::HashSet::new();
+        for _ in 0..40 {
+            let resp = r.open(Bytes::from_static(b"hello")).await;
+            assert_eq!(resp.status(), StatusCode::OK);
+            let id = resp.headers()[SESSION_ID_HEADER]
+                .to_str()
+                .unwrap()
+                .to_owned();
+            let node = body_text(resp).await;
+            let name = node.split(':').next().unwrap().to_owned();
+            assert_eq!(node, format!("{name}:hello:5"));
+            // Later requests of the session reach the same node, body streamed through.
+            for _ in 0..2 {
+                let fwd = r.forward(&id, Bytes::from_static(b"records")).await;
+                assert_eq!(fwd.status(), StatusCode::OK);
+                assert_eq!(body_text(fwd).await, format!("{name}:{id}:7"));
+            }
+            seen.insert(name);
+        }
+        assert_eq!(seen.len(), 2, "both healthy nodes are used");
+        assert_eq!(r.session_count(), 40);
+        let some = r.lock().keys().next().unwrap().clone();
+        assert_eq!(r.close(&some).await.status(), StatusCode::NO_CONTENT);
+        assert_eq!(r.close(&some).await.status(), StatusCode::NOT_FOUND);
+        assert_eq!(r.session_count(), 39);
+    }
 }
