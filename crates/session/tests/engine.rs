@@ -489,3 +489,31 @@ fn mutual_sessions_between_nodes() {
         Err(SessionError::Failed)
     ));
 }
+
+#[test]
+fn tls12_server_is_refused() {
+    let node = Node::honest();
+    let mut c = client(&node.world);
+    let _client_hello = c.get_outgoing().unwrap();
+    // A TLS 1.2 ServerHello (RFC 5246 section 7.4.1.3): no supported_versions
+    // extension, an ECDHE-RSA suite, null compression.
+    let mut body = vec![0x03, 0x03];
+    body.extend_from_slice(&[0x11; 32]);
+    body.push(0);
+    body.extend_from_slice(&[0xc0, 0x2f]);
+    body.push(0);
+    let mut hs = vec![2, 0, 0, body.len() as u8];
+    hs.extend_from_slice(&body);
+    let mut record = vec![0x16, 0x03, 0x03, 0, hs.len() as u8];
+    record.extend_from_slice(&hs);
+    let e = c.put_incoming(&record, at(T0 + 60)).unwrap_err();
+    assert!(
+        matches!(e, SessionError::Tls(rustls::Error::PeerIncompatible(_))),
+        "{e:?}"
+    );
+    assert!(c.verified_node().is_none());
+    assert!(matches!(
+        c.send(&Frame::new(FrameKind::Request, CANARY.to_vec())),
+        Err(SessionError::Failed)
+    ));
+}
