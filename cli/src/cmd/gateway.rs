@@ -149,7 +149,9 @@ async fn serve(a: ServeArgs) -> anyhow::Result<ExitCode> {
                     )
                 }
             };
-            Some(Arc::new(confide_tokens::Redeemer::new(keys, store)))
+            let redeemer = Arc::new(confide_tokens::Redeemer::new(keys, store));
+            spawn_key_reload(path.clone(), Arc::clone(&redeemer));
+            Some(redeemer)
         }
         None => None,
     };
@@ -177,6 +179,37 @@ async fn serve(a: ServeArgs) -> anyhow::Result<ExitCode> {
     tracing::info!(%addr, relays = a.relays.len(), "gateway serving");
     confide_svc::serve(listener, router).await?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// Re-read `redemption-keys.json` when it changes (the issuer rotated its keys) and
+/// swap the keys in; spent records are kept (docs/tokens.md "Gateway integration"). A
+/// file that does not parse is ignored with a warning: the previous keys stay.
+fn spawn_key_reload(path: PathBuf, redeemer: Arc<confide_tokens::Redeemer>) {
+    let modified = |p: &PathBuf| std::fs::metadata(p).and_then(|m| m.modified()).ok();
+    let mut last = modified(&path);
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(std::time::Duration::from_secs(30));
+        loop {
+            tick.tick().await;
+            let now = modified(&path);
+            if now == last {
+                continue;
+            }
+            last = now;
+            match std::fs::read(&path)
+                .ok()
+                .and_then(|b| confide_tokens::RedemptionKeys::from_json(&b).ok())
+            {
+                Some(keys) => {
+                    redeemer.replace_keys(keys);
+                    tracing::info!("token redemption keys reloaded");
+                }
+                None => tracing::warn!(
+                    "redemption keys file changed but is not valid; keeping the old keys"
+                ),
+            }
+        }
+    });
 }
 
 fn keys(a: KeysArgs) -> anyhow::Result<ExitCode> {
