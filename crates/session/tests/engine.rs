@@ -517,3 +517,55 @@ fn tls12_server_is_refused() {
         Err(SessionError::Failed)
     ));
 }
+
+/// The ClientHello's cipher suites and extensions (RFC 8446 section 4.1.2).
+fn client_hello_parts(record: &[u8]) -> (Vec<u16>, Vec<(u16, Vec<u8>)>) {
+    let be16 = |b: &[u8]| u16::from_be_bytes([b[0], b[1]]);
+    assert_eq!(record[0], 22);
+    let hs = &record[5..];
+    assert_eq!(hs[0], 1, "not a ClientHello");
+    let mut p = &hs[4 + 2 + 32..];
+    let sid = usize::from(p[0]);
+    p = &p[1 + sid..];
+    let cs_len = usize::from(be16(p));
+    let suites = p[2..2 + cs_len].chunks(2).map(be16).collect();
+    p = &p[2 + cs_len..];
+    let comp = usize::from(p[0]);
+    p = &p[1 + comp..];
+    let ext_len = usize::from(be16(p));
+    let mut e = &p[2..2 + ext_len];
+    let mut exts = Vec::new();
+    while !e.is_empty() {
+        let (t, l) = (be16(e), usize::from(be16(&e[2..])));
+        exts.push((t, e[4..4 + l].to_vec()));
+        e = &e[4 + l..];
+    }
+    (suites, exts)
+}
+
+#[test]
+fn client_hello_offers_only_tls13_with_ephemeral_key_exchange() {
+    let node = Node::honest();
+    let mut c = client(&node.world);
+    let (suites, exts) = client_hello_parts(&c.get_outgoing().unwrap());
+    // TLS 1.3 suites only (0x13xx), plus possibly the renegotiation SCSV (0x00ff).
+    assert!(
+        suites.iter().all(|s| s >> 8 == 0x13 || *s == 0x00ff),
+        "{suites:x?}"
+    );
+    let ext = |t: u16| exts.iter().find(|(x, _)| *x == t).map(|(_, d)| d.clone());
+    // supported_versions (43): exactly TLS 1.3.
+    assert_eq!(ext(43).unwrap(), vec![2, 0x03, 0x04]);
+    // key_share (51) present: an ephemeral (EC)DHE share is offered.
+    assert!(ext(51).is_some());
+    // supported_groups (10): x25519 (0x001d) and secp256r1 (0x0017) only.
+    assert_eq!(ext(10).unwrap(), vec![0, 4, 0x00, 0x1d, 0x00, 0x17]);
+    // No pre_shared_key (41) and no early_data (42): no resumption that could
+    // skip certificate verification, no 0-RTT.
+    assert!(ext(41).is_none() && ext(42).is_none());
+    // rustls always lists psk_key_exchange_modes (45); it names psk_dhe_ke (1)
+    // only, so even a PSK would be combined with a fresh (EC)DHE exchange.
+    if let Some(modes) = ext(45) {
+        assert_eq!(modes, vec![1, 1]);
+    }
+}
