@@ -183,6 +183,34 @@ async fn health_through_relay_and_gateway_processes_with_captures() {
         KeyConfig::decode_list(&std::fs::read(&out).unwrap()).unwrap(),
         configs
     );
+    // The ledger entry document for the same bytes, as `confide release publish` reads it.
+    let entry_path = dir.path().join("key-config.json");
+    let status = Command::new(env!("CARGO_BIN_EXE_confide"))
+        .args([
+            "gateway",
+            "keys",
+            "--dir",
+            gw_dir.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+        ])
+        .args(["--entry-out", entry_path.to_str().unwrap()])
+        .stdout(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let doc = std::fs::read_to_string(&entry_path).unwrap();
+    match confide_release::LedgerEntry::from_document(&doc).unwrap() {
+        confide_release::LedgerEntry::KeyConfig(k) => {
+            assert_eq!(k.key_config, std::fs::read(&out).unwrap());
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_secs();
+            assert!(k.is_valid_at(now));
+        }
+        other => panic!("not a key-config entry: {other:?}"),
+    }
 
     // The client sends identifying headers to the relay on purpose; the inner request
     // carries the canary in its path and a header.
@@ -372,4 +400,125 @@ async fn replicas_sharing_the_seed_serve_the_same_keys() {
         .await
         .unwrap();
     assert_eq!(resp.status, 200);
+}
+
+/// Issue one real Privacy Pass token (type 0x0001, VOPRF) from `set`, as a client would.
+fn issue_token(set: &confide_tokens::IssuerKeySet, now: u64) -> String {
+    use confide_tokens::{IssuerDirectory, TokenRequest, TokenType};
+    let dir = IssuerDirectory::from_json(
+        &serde_json::to_vec(&set.directory("https://i/req", now)).unwrap(),
+    )
+    .unwrap();
+    let key = dir.newest_key(TokenType::Voprf, now).unwrap();
+    let digest = set.challenge().digest(TokenType::Voprf).unwrap();
+    let (req, pending) = key.begin(digest, &mut rand_core::OsRng).unwrap();
+    let resp = set
+        .issue(
+            &TokenRequest::decode(&req.encode()).unwrap(),
+            now,
+            &mut rand_core::OsRng,
+        )
+        .unwrap();
+    pending.finalize(resp.encode()).unwrap().to_authorization()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sessions_redeem_real_tokens_through_the_relay_and_survive_a_restart() {
+    use confide_tokens::IssuerKeySet;
+    use confide_tokens::keys::{ChallengeConfig, RotationPolicy};
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let challenge = ChallengeConfig {
+        issuer_name: "issuer.confide.test".into(),
+        origin_info: "gateway.confide.test".into(),
+    };
+    let policy = RotationPolicy {
+        issue_secs: 3600,
+        overlap_secs: 3600,
+    };
+    let set = IssuerKeySet::generate(challenge, policy, now, &mut rand_core::OsRng).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let keys_file = dir.path().join("redemption-keys.json");
+    std::fs::write(&keys_file, set.redemption_keys_json().unwrap()).unwrap();
+    let gw_dir = dir.path().join("gw");
+    let gw_args = [
+        "gateway",
+        "serve",
+        "--listen",
+        "127.0.0.1:0",
+        "--dir",
+        gw_dir.to_str().unwrap(),
+        "--token-keys",
+        keys_file.to_str().unwrap(),
+    ];
+    let (gw, gw_addr) = start(&gw_args);
+    let (_relay, relay_addr) = start(&[
+        "relay",
+        "serve",
+        "--listen",
+        "127.0.0.1:0",
+        "--gateway",
+        &format!("http://{gw_addr}/gateway"),
+    ]);
+    let plain = reqwest::Client::new();
+    let configs = fetch_key_configs(&plain, &format!("http://{gw_addr}/ohttp-keys"))
+        .await
+        .unwrap();
+    let client = WireClient::new_without_ledger_check(
+        plain.clone(),
+        format!("http://{relay_addr}/"),
+        configs[0].clone(),
+    );
+
+    let problem = |r: confide_ohttp::bhttp::Response| {
+        let v: serde_json::Value = serde_json::from_slice(&r.content).unwrap();
+        (r.status, v["type"].as_str().unwrap().to_owned())
+    };
+    let sessions = |auth: Option<&str>| {
+        let mut r = Request::new("POST", "https", "gateway.confide.test", "/v1/sessions");
+        if let Some(a) = auth {
+            r.headers.append("authorization", a.as_bytes().to_vec());
+        }
+        r
+    };
+    let token = issue_token(&set, now);
+    assert_eq!(
+        problem(client.send(&sessions(None)).await.unwrap()),
+        (401, "urn:confide:problem:token-required".into())
+    );
+    let mut forged = token.clone();
+    let last = forged.pop().unwrap();
+    forged.push(if last == 'A' { 'B' } else { 'A' });
+    assert_eq!(
+        problem(client.send(&sessions(Some(&forged))).await.unwrap()).0,
+        401
+    );
+    assert_eq!(
+        problem(client.send(&sessions(Some(&token))).await.unwrap()),
+        (503, "urn:confide:problem:no-node-available".into())
+    );
+    assert_eq!(
+        problem(client.send(&sessions(Some(&token))).await.unwrap()),
+        (401, "urn:confide:problem:token-replayed".into())
+    );
+
+    // The embedded double-spend store survives a restart of the gateway.
+    drop(gw);
+    let (_gw2, gw2_addr) = start(&gw_args);
+    let direct = WireClient::new_without_ledger_check(
+        plain,
+        format!("http://{gw2_addr}/gateway"),
+        configs[0].clone(),
+    );
+    assert_eq!(
+        problem(direct.send(&sessions(Some(&token))).await.unwrap()),
+        (401, "urn:confide:problem:token-replayed".into())
+    );
+    let fresh = issue_token(&set, now);
+    assert_eq!(
+        problem(direct.send(&sessions(Some(&fresh))).await.unwrap()).0,
+        503
+    );
 }
