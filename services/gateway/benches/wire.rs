@@ -92,7 +92,12 @@ async fn post(client: &reqwest::Client, url: &str, body: Vec<u8>) -> Vec<u8> {
     r.bytes().await.unwrap().to_vec()
 }
 
-async fn latencies(client: &reqwest::Client, url: &str, cfg: &KeyConfig, ohttp: bool) -> Vec<Duration> {
+async fn latencies(
+    client: &reqwest::Client,
+    url: &str,
+    cfg: &KeyConfig,
+    ohttp: bool,
+) -> Vec<Duration> {
     let mut out = Vec::with_capacity(LAT_N);
     for _ in 0..LAT_N {
         let (enc, pending) = ClientRequest::new(cfg)
