@@ -126,6 +126,24 @@ impl RateLimiter {
     }
 }
 
+/// The address a rate-limit bucket is keyed by: an IPv4 address as is, an IPv6
+/// address by its /64 prefix (one subscriber usually holds a whole /64, so per-address
+/// buckets would let one client rotate through 2^64 addresses). IPv4-mapped IPv6
+/// addresses count as the IPv4 address.
+pub fn rate_key(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V4(_) => ip,
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => {
+                let mut seg = v6.segments();
+                seg[4..].fill(0);
+                IpAddr::V6(seg.into())
+            }
+        },
+    }
+}
+
 /// The relay.
 #[derive(Debug)]
 pub struct Relay {
@@ -190,7 +208,7 @@ async fn relay(State(relay): State<Arc<Relay>>, request: http::Request<Body>) ->
         .map(|c| c.0);
     let (parts, body) = request.into_parts();
     let headers = parts.headers;
-    let ip = peer.map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |a| a.ip());
+    let ip = rate_key(peer.map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |a| a.ip()));
     if !relay.limiter.allow(ip, Instant::now()) {
         tracing::info!("rate limited");
         let mut r = problem(
@@ -357,6 +375,17 @@ mod tests {
             call(&r, "message/ohttp-chunked-req", vec![0; 10], "192.0.2.10:5").await,
             StatusCode::BAD_GATEWAY
         );
+    }
+
+    #[test]
+    fn ipv6_clients_share_a_bucket_per_64_prefix() {
+        let a: IpAddr = "2001:db8:1:2:aaaa::1".parse().unwrap();
+        let b: IpAddr = "2001:db8:1:2:bbbb::2".parse().unwrap();
+        let c: IpAddr = "2001:db8:1:3::1".parse().unwrap();
+        assert_eq!(rate_key(a), rate_key(b));
+        assert_ne!(rate_key(a), rate_key(c));
+        let mapped: IpAddr = "::ffff:192.0.2.1".parse().unwrap();
+        assert_eq!(rate_key(mapped), "192.0.2.1".parse::<IpAddr>().unwrap());
     }
 
     #[test]
