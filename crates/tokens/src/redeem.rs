@@ -97,7 +97,15 @@ pub trait SpentStore: Send + Sync {
 /// tests and as the reference the persistent backends are compared with.
 #[derive(Debug, Default)]
 pub struct MemorySpentStore {
-    spent: Mutex<HashMap<SpentId, u64>>,
+    spent: Mutex<MemoryInner>,
+}
+
+#[derive(Debug, Default)]
+struct MemoryInner {
+    map: HashMap<SpentId, u64>,
+    /// Purge expired records when the map reaches this size, then double it: amortised
+    /// O(1) per spend instead of a full scan on every call.
+    purge_at: usize,
 }
 
 impl MemorySpentStore {
@@ -107,7 +115,7 @@ impl MemorySpentStore {
     }
     /// Records currently held.
     pub fn len(&self) -> usize {
-        self.spent.lock().map(|m| m.len()).unwrap_or(0)
+        self.spent.lock().map(|m| m.map.len()).unwrap_or(0)
     }
     /// Whether no record is held.
     pub fn is_empty(&self) -> bool {
@@ -119,13 +127,14 @@ impl SpentStore for MemorySpentStore {
     fn spend(&self, id: SpentId, expires_at: u64, now: u64) -> StoreFuture<'_> {
         let r = match self.spent.lock() {
             Ok(mut m) => {
-                if m.len() > 4096 {
-                    m.retain(|_, exp| *exp > now);
+                if m.map.len() >= m.purge_at.max(4096) {
+                    m.map.retain(|_, exp| *exp > now);
+                    m.purge_at = m.map.len().saturating_mul(2);
                 }
-                match m.get(&id) {
+                match m.map.get(&id) {
                     Some(exp) if *exp > now => Ok(SpendOutcome::AlreadySpent),
                     _ => {
-                        m.insert(id, expires_at);
+                        m.map.insert(id, expires_at);
                         Ok(SpendOutcome::Fresh)
                     }
                 }
