@@ -270,17 +270,7 @@ async fn scenario() {
         args.push(k.clone());
     }
     for _ in 0..2 {
-        let out = tokio::task::spawn_blocking({
-            let args = args.clone();
-            move || {
-                Command::new(env!("CARGO_BIN_EXE_confide"))
-                    .args(&args)
-                    .output()
-                    .unwrap()
-            }
-        })
-        .await
-        .unwrap();
+        let out = run_confide(args.clone()).await;
         let stdout = String::from_utf8_lossy(&out.stdout);
         assert!(
             out.status.success(),
@@ -295,6 +285,129 @@ async fn scenario() {
             .size(),
         1000
     );
+
+    // The monitor exits non-zero on a split view or a rollback against its state.
+    let forked = StoredCheckpoint::new(ORIGIN, 1000, confide_tlog::Hash([1; 32])).unwrap();
+    std::fs::write(&state, forked.encode()).unwrap();
+    let out = run_confide(args.clone()).await;
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("fork"));
+    let ahead = StoredCheckpoint::new(ORIGIN, 2000, confide_tlog::Hash([1; 32])).unwrap();
+    std::fs::write(&state, ahead.encode()).unwrap();
+    let out = run_confide(args.clone()).await;
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("rollback"));
+
+    // The operator commands: publish a manifest, add a key config, get and verify a bundle.
+    let manifest = tmp.path().join("release.toml");
+    std::fs::write(
+        &manifest,
+        format!(
+            "platform = \"tdx\"\nmeasurement = \"{}\"\nmodel_digest = \"{}\"\n\
+             source_revision = \"git:cli\"\nbuild_recipe_digest = \"{}\"\n\
+             not_before = \"2026-01-01T00:00:00Z\"\nnot_after = 1900000000\n",
+            "ab".repeat(48),
+            "cd".repeat(32),
+            "ef".repeat(32)
+        ),
+    )
+    .unwrap();
+    let key_file = ldir.join("operator.key");
+    let out = run_confide(vec![
+        "release".into(),
+        "publish".into(),
+        manifest.to_str().unwrap().into(),
+        "--ledger".into(),
+        url2.clone(),
+        "--key".into(),
+        key_file.to_str().unwrap().into(),
+    ])
+    .await;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("index 1000 tree_size 1001"));
+    let kc = tmp.path().join("kc.json");
+    std::fs::write(
+        &kc,
+        r#"{"kind":"key-config","key_config":"0001002000","not_before":1,"not_after":2}"#,
+    )
+    .unwrap();
+    let out = run_confide(vec![
+        "ledger".into(),
+        "add".into(),
+        "--entry".into(),
+        kc.to_str().unwrap().into(),
+        "--ledger".into(),
+        url2.clone(),
+        "--key".into(),
+        key_file.to_str().unwrap().into(),
+    ])
+    .await;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("index 1001 tree_size 1002"));
+    let bundle = tmp.path().join("bundle.bin");
+    let mut trust_args = vec![
+        "--ledger-key".to_string(),
+        vkey.clone(),
+        "--quorum".into(),
+        "3".into(),
+    ];
+    for k in &witness_keys {
+        trust_args.push("--witness-key".into());
+        trust_args.push(k.clone());
+    }
+    let mut a = vec![
+        "ledger".to_string(),
+        "proof".into(),
+        "--ledger".into(),
+        url2.clone(),
+        "--index".into(),
+        "1000".into(),
+        "--out".into(),
+        bundle.to_str().unwrap().into(),
+    ];
+    a.extend(trust_args.clone());
+    let out = run_confide(a).await;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut a = vec![
+        "ledger".to_string(),
+        "verify".into(),
+        "--bundle".into(),
+        bundle.to_str().unwrap().into(),
+    ];
+    a.extend(trust_args);
+    let out = run_confide(a).await;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("ok: index 1000"), "{stdout}");
+    assert!(stdout.contains("git:cli"), "{stdout}");
+
     drop(ledger);
     drop(witnesses);
+}
+
+async fn run_confide(args: Vec<String>) -> std::process::Output {
+    tokio::task::spawn_blocking(move || {
+        Command::new(env!("CARGO_BIN_EXE_confide"))
+            .args(&args)
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap()
 }

@@ -271,7 +271,15 @@ pub fn hash_tile<S: HashSource + ?Sized>(src: &S, tile: &TileId) -> Result<Vec<u
     let hash_level = level * TILE_HEIGHT;
     let mut out = Vec::with_capacity(usize::from(tile.width) * HASH_SIZE);
     for i in 0..u64::from(tile.width) {
-        let h = src.complete_subtree(hash_level, tile.index * TILE_WIDTH + i)?;
+        let index = tile
+            .index
+            .checked_mul(TILE_WIDTH)
+            .and_then(|x| x.checked_add(i))
+            .ok_or(confide_tlog::Error::MissingHash {
+                level: hash_level,
+                index: tile.index,
+            })?;
+        let h = src.complete_subtree(hash_level, index)?;
         out.extend_from_slice(&h.0);
     }
     Ok(out)

@@ -565,7 +565,10 @@ async fn tile(State(s): State<Arc<Shared>>, UrlPath(path): UrlPath<String>) -> R
     // The tile must exist, at this width or wider, in the published tree.
     let base = u32::from(id.level.unwrap_or(0)) * u32::from(confide_tiles::TILE_HEIGHT);
     let available = if base >= 64 { 0 } else { size >> base };
-    let end = id.index.saturating_mul(confide_tiles::TILE_WIDTH) + u64::from(id.width);
+    let end = id
+        .index
+        .saturating_mul(confide_tiles::TILE_WIDTH)
+        .saturating_add(u64::from(id.width));
     if end > available {
         return problem(StatusCode::NOT_FOUND, "tile not published");
     }

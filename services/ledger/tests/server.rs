@@ -141,6 +141,15 @@ async fn add_auth_tiles_restart() {
             .status(),
         404
     );
+    // The largest index a path can name (u64::MAX) is refused, not overflowed.
+    for p in [
+        "tile/0/x018/x446/x744/x073/x709/x551/615",
+        "tile/entries/x018/x446/x744/x073/x709/x551/615.p/255",
+        "tile/7/x018/x446/x744/x073/x709/x551/615",
+    ] {
+        let r = http.get(format!("{url}/{p}")).send().await.unwrap();
+        assert_eq!(r.status(), 404);
+    }
 
     let trust = LedgerTrust::new(&vkey, &[] as &[&str], 0).unwrap();
     let b = c.bundle(7).await.unwrap();
