@@ -2,7 +2,7 @@
 //!
 //! Each loads `client.toml`, verifies the node (every check in `confide_sdk::client`)
 //! before any content leaves the device, streams the answer to stdout, and ends any
-//! failure with one line `error: …` plus a hint, with a non-zero exit code:
+//! failure with one line `error: … (hint: …)` and a non-zero exit code:
 //!
 //! | code | meaning |
 //! |---|---|
@@ -76,8 +76,8 @@ pub struct VerifyArgs {
 
 /// Print the one-line error and hint; return the exit code for `e`.
 pub fn fail(e: &Error) -> ExitCode {
-    eprintln!("error: {e}");
-    eprintln!("hint: {}", e.hint());
+    // One line: what failed, then what to do about it.
+    eprintln!("error: {e} (hint: {})", e.hint());
     ExitCode::from(match e {
         Error::Config(_) | Error::Chat(_) | Error::InvalidRequest(_) | Error::State { .. } => 2,
         Error::Unreachable { .. } | Error::NoNode => 3,
@@ -107,7 +107,8 @@ impl Progress {
     fn start(what: &'static str) -> Progress {
         use std::io::IsTerminal;
         if !std::io::stderr().is_terminal() {
-            eprintln!("{what} ...");
+            // Logs and pipes get no spinner (and no extra lines before an error).
+            let _ = what;
             return Progress { task: None };
         }
         let task = tokio::spawn(async move {

@@ -402,8 +402,23 @@ impl Inner {
         self.tokens.authorization().await
     }
 
-    /// Open and verify a new session.
+    /// Open and verify a new session. A node that died moments ago may still be picked
+    /// until the gateway's next health check; such an attempt (`node-gone`) is repeated,
+    /// at most three times in all, a second apart, each with a fresh handshake.
     async fn open(&self, st: &mut State) -> Result<Session, Error> {
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            match self.open_once(st).await {
+                Err(Error::SessionLost) if attempt < 3 => {
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    async fn open_once(&self, st: &mut State) -> Result<Session, Error> {
         let view = self.ledger_and_wire(st).await?;
         let Some((wire, key)) = st.wire.clone() else {
             return Err(Error::Protocol {
@@ -438,8 +453,10 @@ impl Inner {
             .map_err(|e| wire_error(e, Party::Relay, &self.config.endpoints.relay))?;
         if resp.status != 200 {
             let problem = problem_name(&resp.content);
+            // A node that died before the gateway's health check noticed answers
+            // `node-gone`: the caller may try once more (the gateway then marks it down).
             return match inner_status_error(resp.status, problem.as_deref()) {
-                Ok(Lost) => Err(Error::NoNode),
+                Ok(Lost) => Err(Error::SessionLost),
                 Err(e) => Err(e),
             };
         }
@@ -476,7 +493,14 @@ impl Inner {
             let mut session = match st.session.take() {
                 Some(s) => s,
                 None => {
-                    let s = self.open(&mut st).await?;
+                    let s = match self.open(&mut st).await {
+                        Ok(s) => s,
+                        Err(Error::SessionLost) if !reattested => {
+                            reattested = true;
+                            continue;
+                        }
+                        Err(e) => return Err(e),
+                    };
                     if reattested {
                         let _ = tx
                             .send(Ok(Event::Reattested(Box::new(s.report.clone()))))

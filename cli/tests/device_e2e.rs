@@ -1,0 +1,376 @@
+#![allow(clippy::unwrap_used)]
+//! The device side end to end, with real processes: `confide up --nodes 2` starts the
+//! ledger, three witnesses, the issuer, two simulated-TEE nodes running SmolLM2, the
+//! gateway and the relay; the test then drives the `confide` CLI (verify, summarize a
+//! WhatsApp export with a multi-line message, suggest), checks that every failure a user
+//! can cause ends in one clear line and its exit code, and kills the node holding a live
+//! SDK session to show the next request re-attests to the other node and succeeds.
+//!
+//! Model: `CONFIDE_MODEL` or `<repo>/models/SmolLM2-135M-Instruct.Q4_1.gguf`
+//! (`scripts/fetch-model`).
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use confide_sdk::config::ClientConfig;
+use confide_sdk::issuance::IssuerTokens;
+use confide_sdk::{Client, Event};
+
+const BIN: &str = env!("CARGO_BIN_EXE_confide");
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+fn model() -> PathBuf {
+    let p = std::env::var_os("CONFIDE_MODEL").map_or_else(
+        || repo().join("models/SmolLM2-135M-Instruct.Q4_1.gguf"),
+        PathBuf::from,
+    );
+    assert!(
+        p.exists(),
+        "model file {} is missing: run scripts/fetch-model (or set CONFIDE_MODEL)",
+        p.display()
+    );
+    p
+}
+
+/// `confide up`, stopped with SIGTERM (and reaped) when dropped.
+struct Up {
+    child: Child,
+    dir: PathBuf,
+}
+
+impl Drop for Up {
+    fn drop(&mut self) {
+        if let Some(pid) = i32::try_from(self.child.id())
+            .ok()
+            .and_then(rustix::process::Pid::from_raw)
+        {
+            let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
+        }
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Up {
+    fn start(dir: &Path, nodes: u8) -> Up {
+        let mut child = Command::new(BIN)
+            .args([
+                "up",
+                "--dir",
+                dir.to_str().unwrap(),
+                "--nodes",
+                &nodes.to_string(),
+            ])
+            .args(["--max-tokens", "12", "--model", model().to_str().unwrap()])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut up = Up {
+            child,
+            dir: dir.to_owned(),
+        };
+        let deadline = Instant::now() + Duration::from_secs(600);
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match rx.recv_timeout(left) {
+                Ok(line) if line.starts_with("stop with Ctrl-C") => break,
+                Ok(_) => {}
+                Err(e) => {
+                    let status = up.child.try_wait().unwrap();
+                    panic!("confide up did not come up ({e}, status {status:?})");
+                }
+            }
+        }
+        up
+    }
+
+    fn config(&self) -> PathBuf {
+        self.dir.join("client.toml")
+    }
+
+    fn parties(&self) -> Vec<serde_json::Value> {
+        let doc: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(self.dir.join("up.json")).unwrap()).unwrap();
+        doc["parties"].as_array().unwrap().clone()
+    }
+
+    /// `session_opened` events in a node's (allow-listed) log.
+    fn sessions_opened(&self, node: &str) -> usize {
+        std::fs::read_to_string(self.dir.join(format!("logs/{node}.err.log")))
+            .unwrap_or_default()
+            .matches("\"session_opened\"")
+            .count()
+    }
+}
+
+fn confide(args: &[&str]) -> Output {
+    Command::new(BIN)
+        .args(args)
+        .current_dir(repo())
+        .stdin(Stdio::null())
+        .output()
+        .unwrap()
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+/// A user-caused failure: the given exit code, and stderr's first line is `error: …`
+/// containing `needle` (no panic, no backtrace).
+fn assert_clear_failure(out: &Output, code: i32, needle: &str) {
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(code), "stderr: {err}");
+    let lines: Vec<&str> = err.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert_eq!(lines.len(), 1, "one line expected: {err}");
+    let first = lines[0];
+    assert!(first.starts_with("error: "), "stderr: {err}");
+    assert!(first.contains(needle), "expected {needle:?} in {first:?}");
+    assert!(
+        !err.contains("panicked") && !err.contains("RUST_BACKTRACE"),
+        "{err}"
+    );
+}
+
+/// A copy of `client.toml` with one line replaced, in `dir`.
+fn variant(up: &Up, dir: &Path, name: &str, edit: impl Fn(String) -> String) -> PathBuf {
+    let text = std::fs::read_to_string(up.config()).unwrap();
+    let mut text = edit(text);
+    // Relative paths (account, policy, state) keep pointing into the `up` directory.
+    for f in [
+        "account.secret",
+        "trust-policy.toml",
+        "tokens.json",
+        "checkpoint.txt",
+    ] {
+        text = text.replace(
+            &format!("\"{f}\""),
+            &format!("\"{}\"", up.dir.join(f).display()),
+        );
+    }
+    let p = dir.join(name);
+    std::fs::write(&p, text).unwrap();
+    p
+}
+
+#[test]
+fn device_end_to_end_through_every_party() {
+    let tmp = tempfile::tempdir().unwrap();
+    let up = Up::start(&tmp.path().join("sys"), 2);
+    let cfg = up.config();
+    let cfg_s = cfg.to_str().unwrap();
+
+    // verify: every check, as data.
+    let out = confide(&["verify", "--config", cfg_s, "--json"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let checks = report["checks"].as_array().unwrap();
+    let names: Vec<&str> = checks
+        .iter()
+        .map(|c| c["check"].as_str().unwrap())
+        .collect();
+    for want in [
+        "hardware-root",
+        "key-binding",
+        "measurement",
+        "ledger-entry",
+        "checkpoint",
+        "witnesses",
+        "freshness",
+        "key-config",
+        "token",
+    ] {
+        assert!(names.contains(&want), "{want} missing from {names:?}");
+    }
+    assert!(checks.iter().all(|c| c["passed"] == true));
+    assert_eq!(report["platform"], "simulated");
+    assert_eq!(report["simulated"], true);
+    assert!(report["cosigners"].as_array().unwrap().len() >= 2);
+    assert_eq!(report["witness_quorum"], 2);
+
+    // verify --explain: plain words, and the simulated platform said loudly.
+    let out = confide(&["verify", "--config", cfg_s, "--explain"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let s = text(&out.stdout);
+    assert!(s.contains("SIMULATED"), "{s}");
+    assert!(s.contains("transparency ledger"), "{s}");
+
+    // summarize a WhatsApp (Android) export; --last 3 takes a multi-line message.
+    let chat = repo().join("examples/chat-whatsapp-android.txt");
+    let out = confide(&[
+        "summarize",
+        "--config",
+        cfg_s,
+        "--chat",
+        chat.to_str().unwrap(),
+        "--last",
+        "3",
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("summarising 3 of 4 messages"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert!(!text(&out.stdout).trim().is_empty(), "empty summary");
+
+    // suggest.
+    let out = confide(&[
+        "suggest",
+        "--config",
+        cfg_s,
+        "--draft",
+        "cant come tmrw sorry",
+        "--tone",
+        "formal",
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(!text(&out.stdout).trim().is_empty(), "empty suggestion");
+
+    // Every failure a user can cause: one clear line, a meaningful exit code.
+    let missing = tmp.path().join("nope/client.toml");
+    assert_clear_failure(
+        &confide(&["verify", "--config", missing.to_str().unwrap()]),
+        2,
+        "cannot read configuration file",
+    );
+    let bad_chat = tmp.path().join("bad-chat.txt");
+    std::fs::write(&bad_chat, "this is not a chat export\n").unwrap();
+    assert_clear_failure(
+        &confide(&[
+            "summarize",
+            "--config",
+            cfg_s,
+            "--chat",
+            bad_chat.to_str().unwrap(),
+        ]),
+        2,
+        "line 1 does not start a message",
+    );
+    let ledger_url = up.parties().iter().find(|p| p["name"] == "ledger").unwrap()["url"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let down = variant(&up, tmp.path(), "down.toml", |t| {
+        t.replace(&ledger_url, "http://127.0.0.1:9")
+    });
+    assert_clear_failure(
+        &confide(&["verify", "--config", down.to_str().unwrap()]),
+        3,
+        "cannot reach the ledger",
+    );
+    let strict = tmp.path().join("strict-policy.toml");
+    let mut policy = confide_attest::TrustPolicy::from_toml(
+        &std::fs::read_to_string(up.dir.join("trust-policy.toml")).unwrap(),
+    )
+    .unwrap();
+    policy.allow_simulated = false;
+    policy.simulated_root = None;
+    policy
+        .allowed_platforms
+        .retain(|p| *p != confide_attest::Platform::Simulated);
+    std::fs::write(&strict, policy.to_toml()).unwrap();
+    let rejecting = variant(&up, tmp.path(), "rejecting.toml", |t| {
+        t.replace(
+            "\"trust-policy.toml\"",
+            &format!("\"{}\"", strict.display()),
+        )
+    });
+    assert_clear_failure(
+        &confide(&["verify", "--config", rejecting.to_str().unwrap()]),
+        4,
+        "verification failed at the hardware root check",
+    );
+    let wrong_account = tmp.path().join("wrong.secret");
+    std::fs::write(&wrong_account, "not-a-real-credential\n").unwrap();
+    let no_tokens = variant(&up, tmp.path(), "no-tokens.toml", |t| {
+        t.replace(
+            "\"account.secret\"",
+            &format!("\"{}\"", wrong_account.display()),
+        )
+        .replace("\"tokens.json\"", "\"empty-wallet.json\"")
+    });
+    assert_clear_failure(
+        &confide(&["verify", "--config", no_tokens.to_str().unwrap()]),
+        5,
+        "no tokens available",
+    );
+
+    // One SDK session; kill the node that holds it; the next request re-attests.
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let config = ClientConfig::load(&cfg).unwrap();
+        let tokens = Arc::new(IssuerTokens::new(&config).unwrap());
+        let client = Client::new(config, tokens).unwrap();
+        let before: Vec<usize> = ["node-1", "node-2"]
+            .iter()
+            .map(|n| up.sessions_opened(n))
+            .collect();
+        let first = client.verify().await.unwrap();
+        let holder = ["node-1", "node-2"]
+            .iter()
+            .zip(&before)
+            .find(|(n, b)| up.sessions_opened(n) > **b)
+            .map(|(n, _)| *n)
+            .expect("one node logged the new session");
+        let pid = up.parties().iter().find(|p| p["name"] == holder).unwrap()["pid"]
+            .as_i64()
+            .unwrap();
+        let pid = rustix::process::Pid::from_raw(i32::try_from(pid).unwrap()).unwrap();
+        rustix::process::kill_process(pid, rustix::process::Signal::KILL).unwrap();
+
+        let mut stream = client
+            .suggest("see u at 5, bring the keys", "friendly", Some(8))
+            .await
+            .unwrap();
+        let mut reattested = None;
+        let mut answer = String::new();
+        let mut ended = false;
+        while let Some(ev) = stream.next().await {
+            match ev.unwrap() {
+                Event::Reattested(r) => reattested = Some(r),
+                Event::Text(t) => answer.push_str(&t),
+                Event::End { .. } => ended = true,
+                _ => {}
+            }
+        }
+        let again = reattested.expect("the client re-attested");
+        assert_ne!(
+            again.certificate_sha256, first.certificate_sha256,
+            "a new node certificate was verified"
+        );
+        assert!(again.checks.iter().all(|c| c.passed));
+        assert!(
+            ended && !answer.trim().is_empty(),
+            "answer after re-attestation"
+        );
+    });
+
+    // And the CLI keeps working with one node down.
+    let out = confide(&["verify", "--config", cfg_s]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+}
