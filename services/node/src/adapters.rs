@@ -7,7 +7,8 @@
 //! - node side: [`EvidenceAttester`] wraps a `confide_attest::Attester` (simulated vendor
 //!   or configfs-tsm) and emits the `CFEV` evidence container
 //!   ([`EVIDENCE_MEDIA_TYPE`]) carrying the model/config binding;
-//! - client side: [`PolicyEvidenceVerifier`] runs `confide_attest::verify_with` under a
+//! - client side: [`PolicyEvidenceVerifier`] runs `confide_attest_verify::verify_evidence`
+//!   (every platform leaf) under a
 //!   [`TrustPolicy`], and [`LedgerInclusionVerifier`] runs `confide_release::verify_bundle`
 //!   under a [`LedgerTrust`] and requires the entry to be a release manifest.
 //!
@@ -17,8 +18,7 @@
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use confide_attest::{AttestRequest, Binding, Evidence, Platform, TrustPolicy, verify_with};
-use confide_attest_snp::SnpVerifier;
+use confide_attest::{AttestRequest, Binding, Evidence, Platform, TrustPolicy};
 use confide_ratls::rustls::pki_types::UnixTime as TlsTime;
 use confide_ratls::{
     CheckpointRef, EvidenceClaims, EvidenceVerifier, ExternalError, InclusionVerifier,
@@ -131,11 +131,9 @@ impl EvidenceVerifier for PolicyEvidenceVerifier {
         // to the certificate key is then checked by confide-ratls on the returned value,
         // so here the expected value is the one the report carries.
         let rd = signed_report_data(&ev).map_err(ExternalError::new)?;
-        let snp = SnpVerifier::new();
-        let verified = verify_with(
-            &snp,
-            None,
-            &ev,
+        // Every platform leaf (SEV-SNP, TDX, NVIDIA, simulated) through one dispatcher.
+        let verified = confide_attest_verify::verify_evidence(
+            evidence,
             &rd,
             confide_attest::UnixTime(now.as_secs()),
             &self.policy,

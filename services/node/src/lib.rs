@@ -2,11 +2,11 @@
 //!
 //! A node runs inside a TEE (or, for development, on the loudly-labelled simulated
 //! platform). It measures itself ([`measure`]), obtains evidence binding a fresh TLS key
-//! and its model/configuration ([`adapters::EvidenceAttester`], [`tsm`]), staples its
-//! ledger inclusion bundle ([`ledger`]), and serves RA-TLS sessions whose records reach it
-//! through the gateway ([`server`], the node side of `docs/sessions.md`). Inside a
-//! session, application [`frames`] carry `summarize` / `suggest` requests to the engine
-//! and stream generated text back.
+//! and its model/configuration ([`adapters::EvidenceAttester`] over the simulated vendor
+//! or `confide-attest-tsm`), staples its ledger inclusion bundle ([`ledger`]), and serves
+//! RA-TLS sessions whose records reach it through the gateway ([`server`], the node side
+//! of `docs/sessions.md`). Inside a session, application messages ([`frames`]) carry
+//! `summarize` / `suggest` requests to the engine and stream generated text back.
 //!
 //! Operational discipline (DESIGN.md, "Operational discipline inside the node"):
 //! - nothing leaves as a log line unless [`egress`] allows it (typed events, numbers,
@@ -25,7 +25,6 @@ pub mod ledger;
 pub mod measure;
 pub mod node;
 pub mod server;
-pub mod tsm;
 
 pub use node::{BundleSource, EngineChoice, Measured, Node, NodeOptions, NodePlatform};
 pub use server::{NodeService, SESSION_ID_HEADER, ServiceSettings};

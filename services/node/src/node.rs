@@ -5,7 +5,8 @@
 //! 2. the engine (embedded GGUF model or OpenAI-compatible upstream) and its model digest;
 //! 3. the configuration digest and the measurement (the executable's SHA-384 on the
 //!    simulated platform, the hardware's launch measurement otherwise);
-//! 4. the attester (simulated vendor, or configfs-tsm), bound to model and configuration;
+//! 4. the attester (simulated vendor, or configfs-tsm through `confide-attest-tsm`), bound
+//!    to model and configuration;
 //! 5. the ledger bundle for this release (from the ledger's tiles, or a bundle file),
 //!    checked to list this node's measurement and model digest;
 //! 6. the first RA-TLS credential (a fresh key whose SPKI digest is in REPORT_DATA);
@@ -29,7 +30,6 @@ use crate::adapters::EvidenceAttester;
 use crate::ledger::{Identity, ReleaseChoice, check_bundle_identity, fetch_bundle};
 use crate::measure::{NodeConfigDigest, measure_current_exe};
 use crate::server::{NodeService, ServiceSettings};
-use crate::tsm::ConfigfsTsmAttester;
 
 /// The TEE platform a node runs on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -251,7 +251,13 @@ fn attester(
             } else {
                 AttestPlatform::SevSnp
             };
-            let a = ConfigfsTsmAttester::new(p);
+            let a = confide_attest_tsm::TsmAttester::open(confide_attest_tsm::DEFAULT_ROOT)
+                .map_err(|_| Error::Attestation("configfs-tsm is not available"))?;
+            if confide_attest::Attester::platform(&a) != p {
+                return Err(Error::Attestation(
+                    "configfs-tsm provider is not the requested platform",
+                ));
+            }
             // One report up front: the hardware, not the node, knows the launch
             // measurement, and the host must have set HOST_DATA / MRCONFIGID to this
             // node's model+config binding at launch or every client would refuse it.
