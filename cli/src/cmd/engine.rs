@@ -10,7 +10,7 @@ use anyhow::Context;
 use confide_engine::features::{self, Limits, SuggestRequest, SummarizeRequest, Tone};
 use confide_engine::openai::{UpstreamEngine, router};
 use confide_engine::{
-    ChatMessage, EmbeddedEngine, Engine, GenerateParams, LoadOptions, Role, StreamEvent,
+    Backend, ChatMessage, EmbeddedEngine, Engine, GenerateParams, LoadOptions, Role, StreamEvent,
 };
 use futures::StreamExt;
 use zeroize::Zeroizing;
@@ -40,6 +40,9 @@ pub struct ServeArgs {
     /// Refuse to start unless the model file has this SHA-256 (hex).
     #[arg(long)]
     expect_sha256: Option<String>,
+    /// Run on this NVIDIA GPU (needs a build with `confide-engine/cuda`).
+    #[arg(long, value_name = "ORDINAL")]
+    cuda: Option<usize>,
 }
 
 /// `confide engine info`.
@@ -94,6 +97,13 @@ pub struct RunArgs {
     /// Repetition penalty (1 disables it).
     #[arg(long, default_value_t = 1.1)]
     repeat_penalty: f32,
+    /// Run on this NVIDIA GPU (needs a build with `confide-engine/cuda`).
+    #[arg(long, value_name = "ORDINAL", conflicts_with = "upstream")]
+    cuda: Option<usize>,
+}
+
+fn backend(cuda: Option<usize>) -> Backend {
+    cuda.map_or(Backend::Cpu, Backend::Cuda)
 }
 
 /// Run a `confide engine` subcommand.
@@ -115,6 +125,7 @@ async fn serve(a: ServeArgs) -> anyhow::Result<ExitCode> {
     confide_svc::init_tracing();
     let opts = LoadOptions {
         expected_sha256: a.expect_sha256.as_deref().map(parse_sha256).transpose()?,
+        backend: backend(a.cuda),
     };
     let engine = EmbeddedEngine::open(&a.model, opts)
         .await
@@ -186,9 +197,15 @@ async fn run_once(a: RunArgs) -> anyhow::Result<ExitCode> {
     };
     let engine: Arc<dyn Engine> = match (&a.model, &a.upstream) {
         (Some(path), _) => Arc::new(
-            EmbeddedEngine::open(path, LoadOptions::default())
-                .await
-                .with_context(|| format!("cannot load {}", path.display()))?,
+            EmbeddedEngine::open(
+                path,
+                LoadOptions {
+                    backend: backend(a.cuda),
+                    ..LoadOptions::default()
+                },
+            )
+            .await
+            .with_context(|| format!("cannot load {}", path.display()))?,
         ),
         (None, Some(url)) => Arc::new(UpstreamEngine::new(url, &a.upstream_model)?),
         (None, None) => anyhow::bail!("one of --model or --upstream is required"),

@@ -36,6 +36,29 @@ use crate::{
 pub struct LoadOptions {
     /// Refuse the file unless its SHA-256 is this (the digest the ledger lists).
     pub expected_sha256: Option<[u8; 32]>,
+    /// Where the model runs.
+    pub backend: Backend,
+}
+
+/// The compute device for the embedded engine.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Backend {
+    /// The CPU (the default; pure Rust).
+    #[default]
+    Cpu,
+    /// An NVIDIA GPU by ordinal. Needs the crate's `cuda` feature (candle's CUDA
+    /// backend); without it, loading fails with [`EngineError::Inference`] saying
+    /// candle was not compiled with CUDA support.
+    Cuda(usize),
+}
+
+impl Backend {
+    fn device(self) -> Result<Device, EngineError> {
+        match self {
+            Self::Cpu => Ok(Device::Cpu),
+            Self::Cuda(ordinal) => Ok(Device::new_cuda(ordinal)?),
+        }
+    }
 }
 
 /// The architectures candle runs for us.
@@ -62,6 +85,7 @@ pub struct EmbeddedEngine {
     template: ChatTemplate,
     stop: Arc<Vec<u32>>,
     context_length: usize,
+    device: Device,
     weights: Arc<Mutex<Weights>>,
     active: Arc<AtomicUsize>,
 }
@@ -137,7 +161,7 @@ impl EmbeddedEngine {
         stop.sort_unstable();
         stop.dedup();
 
-        let device = Device::Cpu;
+        let device = opts.backend.device()?;
         let weights = match arch.as_str() {
             "llama" => Weights::Llama(
                 quantized_llama::ModelWeights::from_gguf(content, &mut cursor, &device)
@@ -166,6 +190,7 @@ impl EmbeddedEngine {
             template,
             stop: Arc::new(stop),
             context_length,
+            device,
             weights: Arc::new(Mutex::new(weights)),
             active: Arc::new(AtomicUsize::new(0)),
         })
@@ -219,6 +244,7 @@ impl EmbeddedEngine {
             stop: Arc::clone(&self.stop),
             prompt,
             params,
+            device: self.device.clone(),
             _active: ActiveGuard::new(&self.active),
         };
         tokio::task::spawn_blocking(move || {
@@ -254,6 +280,7 @@ struct Job {
     stop: Arc<Vec<u32>>,
     prompt: Zeroizing<Vec<u32>>,
     params: GenerateParams,
+    device: Device,
     _active: ActiveGuard,
 }
 
@@ -276,7 +303,7 @@ impl Job {
             }
         };
         let mut sampler = LogitsProcessor::from_sampling(p.seed, sampling);
-        let device = Device::Cpu;
+        let device = self.device.clone();
 
         let input = Tensor::new(self.prompt.as_slice(), &device)?.unsqueeze(0)?;
         let mut logits = weights.forward(&input, 0)?.squeeze(0)?;
@@ -357,7 +384,7 @@ pub fn raw_greedy_loop(
     max_tokens: usize,
 ) -> Result<Vec<u32>, EngineError> {
     let mut weights = engine.weights.blocking_lock();
-    let device = Device::Cpu;
+    let device = engine.device.clone();
     let input = Tensor::new(prompt, &device)?.unsqueeze(0)?;
     let mut logits = weights.forward(&input, 0)?.squeeze(0)?;
     let mut out = Vec::with_capacity(max_tokens);

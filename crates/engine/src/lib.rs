@@ -34,7 +34,7 @@ pub mod tokenizer;
 mod types;
 mod utf8;
 
-pub use embedded::{EmbeddedEngine, LoadOptions};
+pub use embedded::{Backend, EmbeddedEngine, LoadOptions};
 pub use error::EngineError;
 pub use types::{
     ChatMessage, Completion, Engine, FinishReason, GenerateParams, ModelInfo, Role, StreamEvent,

@@ -40,7 +40,7 @@ async fn summary_is_about_the_chat() {
     };
     let msgs = features::summarize_prompt(&req, &Limits::default()).unwrap();
     let stream = engine
-        .generate(msgs, features::feature_params(96))
+        .generate(msgs, features::feature_params(64))
         .await
         .unwrap();
     let (text, done) = stream.collect_text().await.unwrap();
@@ -233,6 +233,7 @@ fn reports_the_model_digest_and_refuses_a_wrong_one() {
         &common::model_path(),
         &LoadOptions {
             expected_sha256: Some(wrong),
+            ..LoadOptions::default()
         },
     )
     .unwrap_err();
@@ -243,6 +244,20 @@ fn reports_the_model_digest_and_refuses_a_wrong_one() {
         }
         other => panic!("expected ModelDigestMismatch, got {other:?}"),
     }
+}
+
+#[cfg(not(feature = "cuda"))]
+#[test]
+fn cuda_backend_without_the_feature_is_a_typed_error() {
+    let err = EmbeddedEngine::load(
+        &common::model_path(),
+        &LoadOptions {
+            backend: confide_engine::Backend::Cuda(0),
+            ..LoadOptions::default()
+        },
+    )
+    .unwrap_err();
+    assert!(matches!(err, EngineError::Inference(_)), "{err:?}");
 }
 
 #[test]

@@ -19,7 +19,7 @@ async fn first_token_arrives_before_generation_ends_and_drop_cancels() {
         )]
     };
     let params = GenerateParams {
-        max_tokens: 200,
+        max_tokens: 100,
         // Keeps the model from stopping early, so "still running" is meaningful.
         repeat_penalty: 1.3,
         ..GenerateParams::default()
