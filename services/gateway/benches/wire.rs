@@ -31,7 +31,8 @@ fn health() -> Vec<u8> {
 
 /// The gateway's cryptographic work per request, without HTTP: decapsulate, decode the
 /// inner request, encode a response, encapsulate it.
-fn raw_loop(server: &Server, cfg: &KeyConfig) -> f64 {
+/// Returns requests per wall-clock second and per CPU-second of this thread.
+fn raw_loop(server: &Server, cfg: &KeyConfig) -> (f64, Option<f64>) {
     let reqs: Vec<Vec<u8>> = (0..RAW_N)
         .map(|_| {
             ClientRequest::new(cfg)
@@ -42,6 +43,14 @@ fn raw_loop(server: &Server, cfg: &KeyConfig) -> f64 {
         })
         .collect();
     let body = br#"{"status":"ok","service":"confide-gateway"}"#.to_vec();
+    let own_tid = std::fs::read_to_string("/proc/thread-self/stat")
+        .ok()
+        .and_then(|s| {
+            s.split_whitespace()
+                .next()
+                .and_then(|t| t.parse::<u32>().ok())
+        });
+    let cpu_before = thread_cpu_secs(own_tid);
     let start = Instant::now();
     for r in &reqs {
         let (pt, sr) = server.decapsulate(std::hint::black_box(r)).unwrap();
@@ -50,20 +59,33 @@ fn raw_loop(server: &Server, cfg: &KeyConfig) -> f64 {
         resp.content = body.clone();
         std::hint::black_box(sr.encapsulate(&resp.encode(), &mut OsRng).unwrap());
     }
-    RAW_N as f64 / start.elapsed().as_secs_f64()
+    let wall = RAW_N as f64 / start.elapsed().as_secs_f64();
+    let cpu = match (cpu_before, thread_cpu_secs(own_tid)) {
+        (Some(a), Some(b)) if b > a => Some(RAW_N as f64 / (b - a)),
+        _ => None,
+    };
+    (wall, cpu)
 }
 
 /// Serve `router` on a dedicated thread with a single-threaded runtime (one core).
-fn spawn_one_core(router: axum::Router) -> std::net::SocketAddr {
+/// Returns the address and the thread's Linux thread id (for its CPU time).
+fn spawn_one_core(router: axum::Router) -> (std::net::SocketAddr, Option<u32>) {
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
+        let tid = std::fs::read_to_string("/proc/thread-self/stat")
+            .ok()
+            .and_then(|s| {
+                s.split_whitespace()
+                    .next()
+                    .and_then(|t| t.parse::<u32>().ok())
+            });
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
             .unwrap();
         rt.block_on(async move {
             let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-            tx.send(l.local_addr().unwrap()).unwrap();
+            tx.send((l.local_addr().unwrap(), tid)).unwrap();
             axum::serve(
                 l,
                 router.into_make_service_with_connect_info::<std::net::SocketAddr>(),
@@ -73,6 +95,17 @@ fn spawn_one_core(router: axum::Router) -> std::net::SocketAddr {
         });
     });
     rx.recv().unwrap()
+}
+
+/// CPU seconds (user + system) used so far by thread `tid` of this process, from
+/// /proc (fields 14 and 15 of `stat`, in clock ticks of 1/100 s on Linux).
+fn thread_cpu_secs(tid: Option<u32>) -> Option<f64> {
+    let s = std::fs::read_to_string(format!("/proc/self/task/{}/stat", tid?)).ok()?;
+    // The command name (field 2) may contain spaces; fields after it start past ')'.
+    let rest = &s[s.rfind(')')? + 2..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: u64 = f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?;
+    Some(ticks as f64 / 100.0)
 }
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
@@ -120,18 +153,18 @@ fn main() {
     let server = ring.server(0).unwrap();
     let cfg = server.configs()[0].clone();
 
-    let raw = raw_loop(&server, &cfg);
+    let (raw, raw_cpu) = raw_loop(&server, &cfg);
 
-    let gw_addr =
+    let (gw_addr, gw_tid) =
         spawn_one_core(Gateway::new(ring.clone(), GatewayConfig::default(), None).router());
     let gw_url = format!("http://{gw_addr}/gateway");
     let mut rc = RelayConfig::new(gw_url.clone());
     rc.rate_per_sec = 1e9;
     rc.burst = 1e9;
-    let relay_addr = spawn_one_core(Relay::new(rc).unwrap().router());
+    let (relay_addr, _) = spawn_one_core(Relay::new(rc).unwrap().router());
     let relay_url = format!("http://{relay_addr}/");
     // A plain HTTP endpoint on the same kind of runtime: the cost of HTTP alone.
-    let echo_addr = spawn_one_core(axum::Router::new().route(
+    let (echo_addr, _) = spawn_one_core(axum::Router::new().route(
         "/echo",
         axum::routing::post(|b: axum::body::Bytes| async move { b }),
     ));
@@ -187,11 +220,16 @@ fn main() {
             }));
         }
         let start = Instant::now();
+        let cpu_before = thread_cpu_secs(gw_tid);
         let mut total = 0;
         for t in tasks {
             total += t.await.unwrap();
         }
         let gw_rps = total as f64 / start.elapsed().as_secs_f64();
+        let per_cpu_sec = match (cpu_before, thread_cpu_secs(gw_tid)) {
+            (Some(a), Some(b)) if b > a => Some(total as f64 / (b - a)),
+            _ => None,
+        };
 
         let base = latencies(&client, &echo_url, &cfg, false).await;
         let direct = latencies(&client, &gw_url, &cfg, true).await;
@@ -206,6 +244,10 @@ fn main() {
             "gateway over HTTP/1.1, 1-core runtime:   {gw_rps:>10.0} req/s ({:.0}% of raw)",
             100.0 * gw_rps / raw
         );
+        if let (Some(r), Some(raw_cpu)) = (per_cpu_sec, raw_cpu) {
+            // CPU time, not wall time: independent of other load on the machine.
+            println!("per CPU-second: raw loop {raw_cpu:>8.0} req/s, gateway thread {r:>8.0} req/s ({:.0}% of raw)", 100.0 * r / raw_cpu);
+        }
         println!("latency (sequential, {LAT_N} requests)     p50 us    p99 us");
         for (name, v) in [
             ("plain HTTP echo", &base),
