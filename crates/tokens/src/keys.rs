@@ -196,23 +196,48 @@ impl IssuerKeySet {
         self.add_keys(now, rng)
     }
 
-    /// Rotate if no key of some type issues at `now` (the newest key's window ended).
-    /// Returns whether it rotated.
+    /// How long before the current keys stop issuing their successors are created:
+    /// the successors go into `redemption-keys.json` (not into the directory) this early,
+    /// so gateways that reload the file know a key before any client can hold a token
+    /// under it.
+    pub fn prepublish_secs(&self) -> u64 {
+        (self.policy.issue_secs / 2).min(3600)
+    }
+
+    /// Scheduled rotation, called periodically. Rotates at once if no key of some type
+    /// issues at `now`; otherwise, within [`Self::prepublish_secs`] of the newest keys'
+    /// `issue_until`, adds their successors, issuing from that instant. Expired keys are
+    /// dropped. Returns whether the key set changed (and must be saved).
     pub fn rotate_if_due<R: rand_core::RngCore + rand_core::CryptoRng>(
         &mut self,
         now: u64,
         rng: &mut R,
     ) -> Result<bool> {
-        let due = [TokenType::Voprf, TokenType::BlindRsa].iter().any(|t| {
-            !self
-                .keys
-                .iter()
-                .any(|k| k.public.token_type() == *t && k.validity.issues_at(now))
-        });
-        if due {
+        let types = [TokenType::Voprf, TokenType::BlindRsa];
+        let issuing = |keys: &[IssuerKey], t: TokenType, at: u64| {
+            keys.iter()
+                .any(|k| k.public.token_type() == t && k.validity.issues_at(at))
+        };
+        if types.iter().any(|t| !issuing(&self.keys, *t, now)) {
             self.rotate(now, rng)?;
+            return Ok(true);
         }
-        Ok(due)
+        let before = self.keys.len();
+        self.keys.retain(|k| k.validity.expires_at > now);
+        let mut changed = self.keys.len() != before;
+        let newest_end = self
+            .keys
+            .iter()
+            .map(|k| k.validity.issue_until)
+            .max()
+            .unwrap_or(now);
+        let has_successor = types.iter().all(|t| issuing(&self.keys, *t, newest_end));
+        if !has_successor && newest_end.saturating_sub(now) <= self.prepublish_secs() {
+            // add_keys takes the instant the new keys start issuing.
+            self.add_keys(newest_end, rng)?;
+            changed = true;
+        }
+        Ok(changed)
     }
 
     /// The fixed challenge.

@@ -254,3 +254,49 @@ fn debug_output_never_carries_token_bytes() {
     let dbg = format!("{req:?} {pending:?}");
     assert!(!dbg.contains(&hex::encode(&req.encode()[3..10])), "{dbg}");
 }
+
+#[tokio::test]
+async fn successors_are_prepublished_to_gateways_before_they_issue() {
+    let mut set = keyset();
+    let lead = set.prepublish_secs();
+    assert!(
+        !set.rotate_if_due(T0 + 10, &mut OsRng).unwrap(),
+        "nothing due early on"
+    );
+    let t = T0 + POLICY.issue_secs - lead;
+    assert!(set.rotate_if_due(t, &mut OsRng).unwrap());
+    assert!(
+        !set.rotate_if_due(t + 1, &mut OsRng).unwrap(),
+        "successors added once"
+    );
+    // The gateway loads keys now, before the successors issue.
+    let gateway = redeemer(&set);
+    let dir = set.directory("u", t);
+    assert_eq!(
+        dir.token_keys.len(),
+        2,
+        "the directory does not show successors early"
+    );
+    // At the switch, clients get the successor and the earlier snapshot redeems both.
+    let switch = T0 + POLICY.issue_secs;
+    for ty in [TokenType::Voprf, TokenType::BlindRsa] {
+        let old = issue(&set, &challenge(), ty, T0);
+        let new = issue(&set, &challenge(), ty, switch);
+        assert_ne!(old.token_key_id(), new.token_key_id());
+        gateway
+            .redeem(&new.to_authorization(), switch)
+            .await
+            .unwrap();
+        gateway
+            .redeem(&old.to_authorization(), switch)
+            .await
+            .unwrap();
+        // Before its not_before, a successor's token is refused as not yet valid.
+        let early = issue(&set, &challenge(), ty, switch);
+        assert_eq!(
+            gateway.verify(&early.to_authorization(), t).unwrap_err(),
+            Error::KeyNotYetValid
+        );
+    }
+    assert!(!set.rotate_if_due(switch + 1, &mut OsRng).unwrap());
+}

@@ -140,3 +140,37 @@ impl AccountStore for FileAccountStore {
         self.by_hash.get(&h).cloned()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn credentials_authenticate_only_their_account() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut rng = rand::rngs::OsRng;
+        let a = FileAccountStore::add_account(dir.path(), "alice", None, &mut rng).unwrap();
+        let b = FileAccountStore::add_account(dir.path(), "bob", Some(5), &mut rng).unwrap();
+        assert!(matches!(
+            FileAccountStore::add_account(dir.path(), "alice", None, &mut rng),
+            Err(Error::AccountExists)
+        ));
+        let store = FileAccountStore::load(dir.path()).unwrap();
+        assert_eq!(store.authenticate(&a).unwrap().id, "alice");
+        assert_eq!(store.authenticate(&b).unwrap().limit, Some(5));
+        assert!(store.authenticate("").is_none());
+        assert!(store.authenticate(&a[1..]).is_none());
+        // The file holds hashes, not credentials.
+        let file = std::fs::read_to_string(dir.path().join("accounts.json")).unwrap();
+        assert!(!file.contains(&a) && !file.contains(&b));
+        std::fs::write(
+            dir.path().join("accounts.json"),
+            b"{\"accounts\":[{\"id\":\"x\",\"credential_sha256\":\"zz\"}]}",
+        )
+        .unwrap();
+        assert!(matches!(
+            FileAccountStore::load(dir.path()),
+            Err(Error::Accounts(_))
+        ));
+    }
+}

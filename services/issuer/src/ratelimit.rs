@@ -107,3 +107,47 @@ impl RateLimiter {
         )
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn limit_per_window_rolls_over_and_persists() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("rl.redb");
+        let t: u64 = 1_800_000_000; // a multiple of 100: the start of a 100 s window
+        {
+            let rl = RateLimiter::open(&path, 100).unwrap();
+            assert_eq!(
+                rl.reserve("a", 2, t).unwrap(),
+                Reservation::Granted { remaining: 1 }
+            );
+            assert_eq!(
+                rl.reserve("a", 2, t + 1).unwrap(),
+                Reservation::Granted { remaining: 0 }
+            );
+            assert_eq!(
+                rl.reserve("a", 2, t + 10).unwrap(),
+                Reservation::Limited { retry_after: 90 }
+            );
+            // Another account has its own count.
+            assert_eq!(
+                rl.reserve("b", 2, t + 10).unwrap(),
+                Reservation::Granted { remaining: 1 }
+            );
+        }
+        // Reopened: the count is still there; the next window starts afresh.
+        let rl = RateLimiter::open(&path, 100).unwrap();
+        assert_eq!(rl.count("a", t + 50).unwrap(), 2);
+        assert!(matches!(
+            rl.reserve("a", 2, t + 99).unwrap(),
+            Reservation::Limited { .. }
+        ));
+        assert_eq!(
+            rl.reserve("a", 2, t + 100).unwrap(),
+            Reservation::Granted { remaining: 1 }
+        );
+        assert!(RateLimiter::open(&dir.path().join("x.redb"), 0).is_err());
+    }
+}

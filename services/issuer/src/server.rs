@@ -81,7 +81,7 @@ impl IssuerState {
         let rotated = keys.rotate_if_due(now, &mut rand::rngs::OsRng)?;
         if rotated {
             self.dir.save(&keys)?;
-            tracing::info!("issuer keys rotated");
+            tracing::info!("issuer key set updated (rotation or successor keys)");
         }
         Ok(rotated)
     }
