@@ -217,6 +217,26 @@ fn flip_last(b: &mut [u8]) {
     }
 }
 
+/// Change one base64 character inside the signature part of the `n`-th PEM certificate.
+fn flip_in_pem(b: &mut [u8], n: usize) {
+    let marker = b"-----END CERTIFICATE-----";
+    let mut found = 0;
+    let mut i = 0;
+    while i + marker.len() <= b.len() {
+        if &b[i..i + marker.len()] == marker {
+            if found == n {
+                // 10 characters before the END line: inside the signature value.
+                let j = i - 10;
+                b[j] = if b[j] == b'A' { b'B' } else { b'A' };
+                return;
+            }
+            found += 1;
+        }
+        i += 1;
+    }
+    panic!("no PEM certificate {n}");
+}
+
 fn tamper_collateral(field: &str, f: impl FnOnce(&mut serde_json::Value)) -> Vec<u8> {
     let mut v: serde_json::Value =
         serde_json::from_slice(&read("tdx/tdx_quote_collateral.json")).unwrap();
@@ -956,6 +976,37 @@ fn every_one_field_tamper_fails_closed_with_its_typed_error() {
         }),
         tdx_err,
         TdxError::UntrustedChain | TdxError::CrlInvalid | TdxError::CertificateChain
+    );
+
+    case!(
+        cases,
+        "tdx: PCK certificate in the quote",
+        run(
+            &tdx_with(|e| flip_in_pem(&mut e.report, 0)),
+            unchecked,
+            T_TDX,
+            &tp()
+        ),
+        tdx_err,
+        TdxError::CertificateChain
+    );
+    case!(
+        cases,
+        "tdx: TCB Info signing certificate",
+        run(
+            &tdx_with(
+                |e| e.collateral = tamper_collateral("tcb_info_issuer_chain", |v| {
+                    let mut b = v.as_str().unwrap().as_bytes().to_vec();
+                    flip_in_pem(&mut b, 0);
+                    *v = serde_json::Value::String(String::from_utf8(b).unwrap());
+                })
+            ),
+            unchecked,
+            T_TDX,
+            &tp()
+        ),
+        tdx_err,
+        TdxError::CertificateChain
     );
 
     // ---------------- container ----------------
