@@ -24,7 +24,8 @@ pub struct DemoArgs {
 }
 
 fn default_chat() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/chat-whatsapp.txt")
+    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/chat-whatsapp.txt");
+    p.canonicalize().unwrap_or(p)
 }
 
 /// Run the demo.

@@ -1,5 +1,6 @@
 //! The device's verifiers behind `confide-ratls`' traits: hardware evidence judged by
-//! `confide_attest::verify_with` under the trust policy, and the node's stapled ledger
+//! `confide_attest_verify::verify_evidence` (every platform's leaf verifier, then
+//! `confide_attest::verify_with`) under the trust policy, and the node's stapled ledger
 //! bundle judged by `confide_release::verify_bundle` and required to lie on the same log
 //! as the device's verified [`LedgerView`].
 //!
@@ -9,8 +10,7 @@
 
 use std::sync::{Arc, Mutex};
 
-use confide_attest::{Evidence, Platform, TrustPolicy, verify_with};
-use confide_attest_snp::SnpVerifier;
+use confide_attest::{Evidence, Platform, TrustPolicy};
 use confide_ratls::rustls::pki_types::UnixTime as TlsTime;
 use confide_ratls::{
     CheckpointRef, EvidenceClaims, EvidenceVerifier, ExternalError, InclusionVerifier,
@@ -129,10 +129,10 @@ impl EvidenceVerifier for PolicyEvidence {
             fail(Check::HardwareRoot, &"report too short for REPORT_DATA");
             return Err(ExternalError::new(Reason("report too short")));
         };
-        let verified = verify_with(
-            &SnpVerifier::new(),
-            None,
-            &ev,
+        // The dispatcher picks the platform's verifier (SEV-SNP and simulated, TDX) and the
+        // NVIDIA verifier for GPU evidence in the container, with cached chain checks.
+        let verified = confide_attest_verify::verify_evidence(
+            evidence,
             &rd,
             confide_attest::UnixTime(now.as_secs()),
             &self.policy,
