@@ -463,3 +463,82 @@ fn bhttp_indeterminate_stream() {
     s.push(&wire[..wire.len() - 4]).unwrap();
     assert!(s.finish().is_err());
 }
+
+fn field_name() -> impl proptest::strategy::Strategy<Value = String> {
+    "[a-z][a-z0-9-]{0,15}"
+}
+
+fn fields() -> impl proptest::strategy::Strategy<Value = Fields> {
+    use proptest::prelude::*;
+    proptest::collection::vec(
+        (field_name(), proptest::collection::vec(0x20u8..0x7f, 0..24)),
+        0..5,
+    )
+    .prop_map(|v| {
+        let mut f = Fields::new();
+        for (n, val) in v {
+            f.append(&n, val);
+        }
+        f
+    })
+}
+
+proptest::proptest! {
+    #[test]
+    fn bhttp_request_roundtrip(
+        method in "[A-Z]{1,7}",
+        path in "/[a-z0-9/?=&]{0,30}",
+        headers in fields(),
+        content in proptest::collection::vec(proptest::num::u8::ANY, 0..200),
+        trailers in fields(),
+    ) {
+        let mut r = Request::new(&method, "https", "gateway.example", &path);
+        r.headers = headers;
+        r.content = content;
+        r.trailers = trailers;
+        proptest::prop_assert_eq!(Request::decode(&r.encode()).unwrap(), r);
+    }
+
+    #[test]
+    fn streamed_response_equals_whole_decode_at_any_split(
+        status in 200u16..600,
+        headers in fields(),
+        pieces in proptest::collection::vec(proptest::collection::vec(proptest::num::u8::ANY, 0..40), 0..5),
+        trailers in fields(),
+        split in 1usize..17,
+    ) {
+        let mut wire = Response::encode_stream_head(status, &headers);
+        for p in &pieces {
+            wire.extend(bhttp::encode_stream_chunk(p));
+        }
+        wire.extend(bhttp::encode_stream_end(&trailers));
+        let whole = Response::decode(&wire).unwrap();
+        proptest::prop_assert_eq!(&whole.content, &pieces.concat());
+        let mut s = ResponseStream::new(1 << 16);
+        let mut events = Vec::new();
+        for piece in wire.chunks(split) {
+            events.extend(s.push(piece).unwrap());
+        }
+        events.extend(s.finish().unwrap());
+        let mut content = Vec::new();
+        for e in &events {
+            if let StreamEvent::Data(d) = e {
+                content.extend_from_slice(d);
+            }
+        }
+        proptest::prop_assert_eq!(content, whole.content);
+        proptest::prop_assert_eq!(events.first(), Some(&StreamEvent::Head { status, headers: whole.headers }));
+        proptest::prop_assert_eq!(events.last(), Some(&StreamEvent::End(whole.trailers)));
+    }
+
+    #[test]
+    fn decoders_never_panic(data in proptest::collection::vec(proptest::num::u8::ANY, 0..300)) {
+        let _ = Request::decode(&data);
+        let _ = Response::decode(&data);
+        let _ = KeyConfig::decode_list(&data);
+        let mut s = ResponseStream::new(1 << 12);
+        if s.push(&data).is_ok() {
+            let _ = s.finish();
+        }
+    }
+}
