@@ -5,6 +5,7 @@
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use confide_engine::openai::UpstreamEngine;
@@ -34,6 +35,9 @@ fn model_path() -> PathBuf {
 struct Server {
     child: Child,
     addr: String,
+    /// Everything the server wrote to stderr (drained continuously so a chatty log
+    /// level cannot fill the pipe and stall the server).
+    stderr: Arc<Mutex<Vec<u8>>>,
 }
 
 impl Drop for Server {
@@ -44,14 +48,31 @@ impl Drop for Server {
 }
 
 fn start_server(extra: &[&str]) -> Result<Server, String> {
+    start_server_with_log(extra, "info")
+}
+
+fn start_server_with_log(extra: &[&str], log: &str) -> Result<Server, String> {
     let mut child = Command::new(env!("CARGO_BIN_EXE_confide"))
         .args(["engine", "serve", "--listen", "127.0.0.1:0", "--model"])
         .arg(model_path())
         .args(extra)
+        .env("RUST_LOG", log)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
+    let stderr = Arc::new(Mutex::new(Vec::new()));
+    let mut err_pipe = child.stderr.take().unwrap();
+    let sink = Arc::clone(&stderr);
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = std::io::Read::read(&mut err_pipe, &mut buf) {
+            if n == 0 {
+                break;
+            }
+            sink.lock().unwrap().extend_from_slice(&buf[..n]);
+        }
+    });
     let stdout = child.stdout.take().unwrap();
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
@@ -63,11 +84,18 @@ fn start_server(extra: &[&str]) -> Result<Server, String> {
         }
     });
     match rx.recv_timeout(Duration::from_secs(60)) {
-        Ok(addr) => Ok(Server { child, addr }),
+        Ok(addr) => Ok(Server {
+            child,
+            addr,
+            stderr,
+        }),
         Err(_) => {
             let _ = child.kill();
-            let out = child.wait_with_output().unwrap();
-            Err(String::from_utf8_lossy(&out.stderr).into_owned())
+            let _ = child.wait();
+            // Give the drain thread a moment to collect the last bytes.
+            std::thread::sleep(Duration::from_millis(200));
+            let err = stderr.lock().unwrap();
+            Err(String::from_utf8_lossy(&err).into_owned())
         }
     }
 }
@@ -223,4 +251,28 @@ fn serve_refuses_a_model_with_the_wrong_digest() {
         .err()
         .expect("server must not start");
     assert!(err.contains("digest mismatch"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn request_content_never_reaches_the_log_even_at_trace() {
+    let server = start_server_with_log(&[], "trace").unwrap();
+    let canary = "CANARY-51d0c7-do-not-log";
+    let body = format!(
+        r#"{{"messages":[{{"role":"user","content":"Repeat after me: {canary}"}}],"max_tokens":24,"temperature":0,"stream":true}}"#
+    );
+    let resp = raw_post(&server.addr, &body).await;
+    assert!(resp.starts_with("HTTP/1.1 200"), "{resp}");
+    // A failing request too: its error must not quote the content either.
+    let bad = format!(r#"{{"messages":[{{"role":"user","content":"{canary}"}}],"top_p":7}}"#);
+    let resp = raw_post(&server.addr, &bad).await;
+    assert!(resp.starts_with("HTTP/1.1 400"), "{resp}");
+    assert!(!resp.contains(canary));
+    std::thread::sleep(Duration::from_millis(300));
+    let log = String::from_utf8_lossy(&server.stderr.lock().unwrap()).into_owned();
+    assert!(log.contains("model loaded"), "trace log was not captured");
+    assert!(!log.contains(canary), "canary found in the server log");
+    assert!(
+        !log.contains("CANARY"),
+        "canary fragment found in the server log"
+    );
 }
