@@ -587,6 +587,33 @@ impl RedemptionKeys {
         &self.challenge
     }
 
+    /// The `WWW-Authenticate` value a gateway sends with a 401 (RFC 9577 §2.1): one
+    /// `PrivateToken` challenge per token type, with the fixed challenge and the key that
+    /// currently issues, both base64url (padded) in quoted strings.
+    pub fn www_authenticate(&self, now: u64) -> String {
+        let mut parts = Vec::new();
+        for ty in [TokenType::Voprf, TokenType::BlindRsa] {
+            let key = self
+                .keys
+                .iter()
+                .filter(|k| k.token_type == ty && k.validity.issues_at(now))
+                .max_by_key(|k| k.validity.not_before);
+            let (Some(key), Ok(challenge)) = (key, self.challenge.challenge(ty)) else {
+                continue;
+            };
+            let public = match &key.verifier {
+                Verifier::Voprf(k) => k.public_key().as_bytes().to_vec(),
+                Verifier::BlindRsa(k) => k.spki().to_vec(),
+            };
+            parts.push(format!(
+                "PrivateToken challenge=\"{}\", token-key=\"{}\"",
+                URL_SAFE.encode(challenge.encode()),
+                URL_SAFE.encode(public)
+            ));
+        }
+        parts.join(", ")
+    }
+
     /// Number of keys.
     pub fn len(&self) -> usize {
         self.keys.len()

@@ -300,3 +300,38 @@ async fn successors_are_prepublished_to_gateways_before_they_issue() {
     }
     assert!(!set.rotate_if_due(switch + 1, &mut OsRng).unwrap());
 }
+
+#[test]
+fn www_authenticate_names_the_fixed_challenge_and_issuing_keys() {
+    use base64::engine::general_purpose::URL_SAFE;
+    let set = keyset();
+    let value = set.redemption_keys().unwrap().www_authenticate(T0 + 1);
+    let dir = set.directory("u", T0 + 1);
+    let parts: Vec<&str> = value
+        .split("PrivateToken ")
+        .filter(|p| !p.is_empty())
+        .collect();
+    assert_eq!(parts.len(), 2, "{value}");
+    for (part, ty) in parts.iter().zip([TokenType::Voprf, TokenType::BlindRsa]) {
+        let field = |name: &str| {
+            let start = part.find(&format!("{name}=\"")).unwrap() + name.len() + 2;
+            let len = part[start..].find('"').unwrap();
+            URL_SAFE.decode(&part[start..start + len]).unwrap()
+        };
+        let challenge = confide_tokens::TokenChallenge::decode(&field("challenge")).unwrap();
+        assert_eq!(challenge, challenge_cfg_for(ty));
+        let key = confide_tokens::IssuerPublicKey::decode(ty, &field("token-key")).unwrap();
+        assert_eq!(&key, &dir.newest_key(ty, T0 + 1).unwrap());
+    }
+    // After the keys stop issuing, no challenge names them.
+    assert_eq!(
+        set.redemption_keys()
+            .unwrap()
+            .www_authenticate(T0 + POLICY.issue_secs),
+        ""
+    );
+}
+
+fn challenge_cfg_for(ty: TokenType) -> confide_tokens::TokenChallenge {
+    challenge().challenge(ty).unwrap()
+}
