@@ -15,6 +15,8 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{ExitCode, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, bail};
@@ -91,6 +93,8 @@ pub struct Stack {
     pub parties: Vec<Party>,
     /// `DIR/client.toml`.
     pub client_config: PathBuf,
+    /// Set while `up` stops its children, so their exits are expected.
+    stopping: Arc<AtomicBool>,
 }
 
 fn default_model() -> PathBuf {
@@ -199,11 +203,18 @@ impl Stack {
             }
         });
         let pname = name.to_owned();
+        let stopping = Arc::clone(&self.stopping);
         let waiter = tokio::spawn(async move {
-            match child.wait().await {
+            let msg = match child.wait().await {
                 Ok(s) => format!("{pname} exited ({s})"),
                 Err(e) => format!("{pname}: cannot wait: {e}"),
+            };
+            // A party that stops on its own (crashed, or killed by someone) is worth a line:
+            // the rest keeps running, and the SDK re-attests to another node if one is left.
+            if !stopping.load(Ordering::SeqCst) {
+                eprintln!("warning: {msg}; the other parties keep running");
             }
+            msg
         });
         let mut seen = Vec::new();
         let deadline = tokio::time::Instant::now() + ready_within;
@@ -276,6 +287,7 @@ impl Stack {
 
     /// Stop every party, newest first.
     pub async fn stop(mut self) {
+        self.stopping.store(true, Ordering::SeqCst);
         while let Some(p) = self.parties.pop() {
             let msg = Self::stop_party(p, Duration::from_secs(10)).await;
             tracing::debug!("{msg}");
@@ -307,6 +319,7 @@ impl Stack {
             client_config: dir.join("client.toml"),
             dir: dir.clone(),
             parties: Vec::new(),
+            stopping: Arc::new(AtomicBool::new(false)),
         };
         match stack.bring_up(a, &model).await {
             Ok(()) => Ok(stack),
@@ -347,7 +360,9 @@ impl Stack {
         let operator_key = find_value(&seen, "operator key file:")
             .context("the ledger printed no operator key file")?;
         if let Some(first) = self.parties.pop() {
+            self.stopping.store(true, Ordering::SeqCst);
             Self::stop_party(first, quick).await;
+            self.stopping.store(false, Ordering::SeqCst);
         }
 
         // 2. Three witnesses for that ledger.

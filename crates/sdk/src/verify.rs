@@ -270,3 +270,82 @@ pub fn classify(e: &RatlsError, findings: &Findings) -> (Check, String) {
         _ => (Check::HardwareRoot, e.to_string()),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ratls_failures_name_the_check() {
+        let none = Findings::default();
+        assert_eq!(
+            classify(&RatlsError::CertificateExpired, &none).0,
+            Check::Freshness
+        );
+        assert_eq!(
+            classify(&RatlsError::MeasurementNotListed, &none).0,
+            Check::Measurement
+        );
+        assert_eq!(
+            classify(&RatlsError::ModelDigestMismatch, &none).0,
+            Check::Measurement
+        );
+        assert_eq!(
+            classify(&RatlsError::HandshakeSignatureInvalid, &none).0,
+            Check::Handshake
+        );
+        assert_eq!(
+            classify(&RatlsError::MissingCmwExtension, &none).0,
+            Check::HardwareRoot
+        );
+        // An opaque rejection is refined by what the verifier recorded.
+        let ext = || ExternalError::new(Reason("x"));
+        let f = Findings {
+            evidence_failure: Some((Check::Freshness, "stale".into())),
+            ledger_failure: Some((Check::Witnesses, "1 of 2".into())),
+            ..Findings::default()
+        };
+        assert_eq!(
+            classify(&RatlsError::EvidenceRejected(ext()), &f),
+            (Check::Freshness, "stale".into())
+        );
+        assert_eq!(
+            classify(&RatlsError::InclusionRejected(ext()), &f),
+            (Check::Witnesses, "1 of 2".into())
+        );
+        assert_eq!(
+            classify(&RatlsError::InclusionRejected(ext()), &none).0,
+            Check::LedgerEntry
+        );
+    }
+
+    #[test]
+    fn attest_errors_map_to_checks() {
+        assert_eq!(
+            attest_check(&confide_attest::Error::SimulatedNotAllowed),
+            Check::HardwareRoot
+        );
+        assert_eq!(
+            attest_check(&confide_attest::Error::FromFuture(5)),
+            Check::Freshness
+        );
+        assert_eq!(
+            attest_check(&confide_attest::Error::ReportDataMismatch),
+            Check::KeyBinding
+        );
+    }
+
+    #[test]
+    fn unknown_evidence_media_type_is_a_hardware_root_failure() {
+        let findings: SharedFindings = Arc::default();
+        let v = PolicyEvidence::new(TrustPolicy::production(), Arc::clone(&findings));
+        let now = TlsTime::since_unix_epoch(std::time::Duration::from_secs(1_800_000_000));
+        assert!(v.verify_evidence("text/plain", b"x", now).is_err());
+        assert!(
+            v.verify_evidence(EVIDENCE_MEDIA_TYPE, b"garbage", now)
+                .is_err()
+        );
+        let f = findings.lock().unwrap().clone();
+        assert_eq!(f.evidence_failure.unwrap().0, Check::HardwareRoot);
+    }
+}
