@@ -65,7 +65,10 @@ fn main() -> ExitCode {
     // A party started by `confide up` stops when `up` dies.
     cmd::up::exit_with_parent();
     let cli = Cli::parse();
-    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
