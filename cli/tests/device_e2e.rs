@@ -212,6 +212,18 @@ fn device_end_to_end_through_every_party() {
     assert!(report["cosigners"].as_array().unwrap().len() >= 2);
     assert_eq!(report["witness_quorum"], 2);
 
+    // The CLI ends its session explicitly: the node dropped it at once (DELETE).
+    let closed: usize = ["node-1", "node-2"]
+        .iter()
+        .map(|n| {
+            std::fs::read_to_string(up.dir.join(format!("logs/{n}.err.log")))
+                .unwrap_or_default()
+                .matches("\"session_closed\"")
+                .count()
+        })
+        .sum();
+    assert!(closed >= 1, "no node logged session_closed");
+
     // verify --explain: plain words, and the simulated platform said loudly.
     let out = confide(&["verify", "--config", cfg_s, "--explain"]);
     assert!(out.status.success(), "{}", text(&out.stderr));

@@ -289,7 +289,9 @@ async fn summarize_inner(a: &SummarizeArgs) -> Result<(), Error> {
         print_report(&r, false);
     }
     let stream = cfg_client.summarize(&selected, None).await?;
-    print_stream(stream).await
+    let res = print_stream(stream).await;
+    cfg_client.close().await;
+    res
 }
 
 /// `confide suggest`.
@@ -297,7 +299,9 @@ pub async fn suggest(a: SuggestArgs) -> anyhow::Result<ExitCode> {
     let run = async {
         let client = connect(&a.config)?;
         let stream = client.suggest(&a.draft, &a.tone, None).await?;
-        print_stream(stream).await
+        let res = print_stream(stream).await;
+        client.close().await;
+        res
     };
     Ok(match run.await {
         Ok(()) => ExitCode::SUCCESS,
@@ -310,7 +314,9 @@ pub async fn verify(a: VerifyArgs) -> anyhow::Result<ExitCode> {
     let run = async {
         let client = connect(&a.config)?;
         let _progress = Progress::start("verifying the node");
-        client.verify().await
+        let report = client.verify().await;
+        client.close().await;
+        report
     };
     Ok(match run.await {
         Ok(r) => {

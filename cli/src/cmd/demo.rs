@@ -69,7 +69,9 @@ pub async fn run(a: DemoArgs) -> anyhow::Result<ExitCode> {
         );
         println!("\nSummary:");
         let stream = client.summarize(&selected, None).await?;
-        print_stream(stream).await
+        let res = print_stream(stream).await;
+        client.close().await;
+        res
     }
     .await;
 

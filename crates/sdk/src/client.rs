@@ -298,6 +298,30 @@ impl Client {
         Ok(report)
     }
 
+    /// End the session now (`DELETE /v1/sessions/<id>`, no token needed), so the node
+    /// drops and zeroizes its state at once instead of at its idle timeout. Waits for any
+    /// request in flight. Best effort: a node that is already gone needs no goodbye.
+    pub async fn close(&self) {
+        let mut st = self.inner.state.lock().await;
+        let Some(mut session) = st.session.take() else {
+            return;
+        };
+        session.engine.close();
+        let Some((wire, _)) = &st.wire else {
+            return;
+        };
+        let mut req = bhttp::Request::new(
+            "DELETE",
+            "https",
+            "gateway",
+            &format!("/v1/sessions/{}", session.id),
+        );
+        req.content = Vec::new();
+        if let Err(e) = wire.send(&req).await {
+            tracing::debug!(error = %e, "session close not delivered");
+        }
+    }
+
     /// Summarise `messages` (already selected, see [`crate::chat::Chat::select`]).
     pub async fn summarize(
         &self,
