@@ -352,6 +352,30 @@ async fn scenario() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(String::from_utf8_lossy(&out.stdout).starts_with("index 1001 tree_size 1002"));
+    // `release publish` takes a key-config document too (what `gateway keys --entry-out`
+    // writes).
+    let kc2 = tmp.path().join("kc2.json");
+    std::fs::write(
+        &kc2,
+        r#"{"kind":"key-config","key_config":"0001002001","not_before":1,"not_after":2}"#,
+    )
+    .unwrap();
+    let out = run_confide(vec![
+        "release".into(),
+        "publish".into(),
+        kc2.to_str().unwrap().into(),
+        "--ledger".into(),
+        url2.clone(),
+        "--key".into(),
+        key_file.to_str().unwrap().into(),
+    ])
+    .await;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("index 1002 tree_size 1003"));
     let bundle = tmp.path().join("bundle.bin");
     let mut trust_args = vec![
         "--ledger-key".to_string(),
