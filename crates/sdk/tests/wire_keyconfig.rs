@@ -70,12 +70,12 @@ const NOW: u64 = 1_760_000_000;
 fn a_logged_key_is_accepted_and_an_unlogged_one_refused() {
     let good = key(1, 5);
     let personal = key(1, 6); // same id, different key: a targeted key
-    let inclusions = logged(&[entry(&[good.clone()], NOW - 10, NOW + 3600)]);
-    let ok = check_logged(&[good.clone()], &inclusions, NOW).unwrap();
+    let inclusions = logged(&[entry(std::slice::from_ref(&good), NOW - 10, NOW + 3600)]);
+    let ok = check_logged(std::slice::from_ref(&good), &inclusions, NOW).unwrap();
     assert_eq!(ok.config(), &good);
     assert_eq!(ok.ledger_index(), 0);
     assert!(matches!(
-        check_logged(&[personal.clone()], &inclusions, NOW),
+        check_logged(std::slice::from_ref(&personal), &inclusions, NOW),
         Err(WireError::KeyConfigNotLogged)
     ));
     // The gateway's first preference is unlogged: the logged second one is chosen.
@@ -87,11 +87,11 @@ fn a_logged_key_is_accepted_and_an_unlogged_one_refused() {
 fn expired_or_not_yet_valid_entries_do_not_count() {
     let k = key(2, 7);
     let inclusions = logged(&[
-        entry(&[k.clone()], NOW - 7200, NOW - 3600),
-        entry(&[k.clone()], NOW + 60, NOW + 7200),
+        entry(std::slice::from_ref(&k), NOW - 7200, NOW - 3600),
+        entry(std::slice::from_ref(&k), NOW + 60, NOW + 7200),
     ]);
     assert!(matches!(
-        check_logged(&[k.clone()], &inclusions, NOW),
+        check_logged(std::slice::from_ref(&k), &inclusions, NOW),
         Err(WireError::KeyConfigNotLogged)
     ));
     assert!(check_logged(&[k], &inclusions, NOW + 61).is_ok());
@@ -102,13 +102,13 @@ fn rotation_document_with_two_keys_covers_both() {
     let (cur, prev) = (key(9, 1), key(8, 2));
     let inclusions = logged(&[entry(&[cur.clone(), prev.clone()], NOW - 10, NOW + 10)]);
     assert_eq!(
-        check_logged(&[prev.clone()], &inclusions, NOW)
+        check_logged(std::slice::from_ref(&prev), &inclusions, NOW)
             .unwrap()
             .config(),
         &prev
     );
     assert_eq!(
-        check_logged(&[cur.clone()], &inclusions, NOW)
+        check_logged(std::slice::from_ref(&cur), &inclusions, NOW)
             .unwrap()
             .config(),
         &cur
