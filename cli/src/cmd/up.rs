@@ -655,7 +655,9 @@ impl Stack {
         write_secret(&dir.join("account.secret"), &credential)?;
         let endpoints = confide_sdk::config::Endpoints {
             relay: relay_url,
-            gateway_keys: format!("{gateway_url}/ohttp-keys"),
+            // No key-config host: the device takes the gateway's key configs from the
+            // ledger, which logs them, so it never contacts the gateway directly.
+            key_config_host: None,
             issuer: self.url("issuer").unwrap_or_default().to_owned(),
             ledger: ledger_url,
         };

@@ -401,13 +401,25 @@ impl Inner {
         )
         .await?;
         store_last_seen(&cfg.checkpoint_state, view.checkpoint())?;
-        let offered = wire::fetch_key_configs(&self.http, &cfg.endpoints.gateway_keys)
-            .await
-            .map_err(|e| wire_error(e, Party::KeyConfigHost, &cfg.endpoints.gateway_keys))?;
         let logged = view.inclusions(&self.trust)?;
         let now_s = now().as_secs();
+        // Key configs come from the verified ledger view, or from a key-config mirror (a
+        // CDN) whose offer must then be in the ledger too; never from the gateway, which
+        // would learn the device's address (see `Endpoints::key_config_host`).
+        let (offered, source) = match &cfg.endpoints.key_config_host {
+            Some(host) => (
+                wire::fetch_key_configs(&self.http, host)
+                    .await
+                    .map_err(|e| wire_error(e, Party::KeyConfigHost, host))?,
+                host.as_str(),
+            ),
+            None => (
+                wire::logged_key_configs(&logged, now_s),
+                cfg.endpoints.ledger.as_str(),
+            ),
+        };
         let key = wire::check_logged(&offered, &logged, now_s)
-            .map_err(|e| wire_error(e, Party::KeyConfigHost, &cfg.endpoints.gateway_keys))?;
+            .map_err(|e| wire_error(e, Party::KeyConfigHost, source))?;
         let client = WireClient::new(self.http.clone(), cfg.endpoints.relay.clone(), key.clone());
         st.wire = Some((client, key));
         Ok(Arc::new(view))

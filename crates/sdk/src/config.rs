@@ -7,7 +7,7 @@
 //! [endpoints]
 //! relay = "http://127.0.0.1:7001/"               # OHTTP relay (RFC 9458 §2: the only
 //!                                                # party the device talks to for requests)
-//! gateway_keys = "http://127.0.0.1:7002/ohttp-keys"   # application/ohttp-keys (RFC 9458 §3)
+//! # key_config_host = "https://cdn.example/ohttp-keys"  # optional mirror (see Endpoints)
 //! issuer = "http://127.0.0.1:7003/"              # Privacy Pass issuer (RFC 9578)
 //! ledger = "http://127.0.0.1:7004/"              # tlog-tiles ledger (C2SP tlog-tiles)
 //!
@@ -118,8 +118,12 @@ pub enum ConfigError {
 pub struct Endpoints {
     /// The OHTTP relay: encapsulated requests are POSTed here.
     pub relay: String,
-    /// Where the gateway's `application/ohttp-keys` is published.
-    pub gateway_keys: String,
+    /// An optional key-config host (a CDN mirror of the gateway's `application/ohttp-keys`,
+    /// RFC 9458 §3). Never the gateway itself: a fetch there would show the gateway the
+    /// device's address just before its session opens. Without it the SDK takes the key
+    /// configs from the verified ledger view, which logs them anyway; with it, what the
+    /// mirror serves must still be in the ledger.
+    pub key_config_host: Option<String>,
     /// The Privacy Pass issuer.
     pub issuer: String,
     /// The ledger (tlog-tiles base URL).
@@ -199,7 +203,7 @@ struct RawConfig {
 #[serde(deny_unknown_fields)]
 struct RawEndpoints {
     relay: String,
-    gateway_keys: String,
+    key_config_host: Option<String>,
     issuer: String,
     ledger: String,
 }
@@ -316,7 +320,11 @@ impl ClientConfig {
         };
         let endpoints = Endpoints {
             relay: check("relay", raw.endpoints.relay)?,
-            gateway_keys: check("gateway_keys", raw.endpoints.gateway_keys)?,
+            key_config_host: raw
+                .endpoints
+                .key_config_host
+                .map(|u| check("key_config_host", u))
+                .transpose()?,
             issuer: check("issuer", raw.endpoints.issuer)?,
             ledger: check("ledger", raw.endpoints.ledger)?,
         };
@@ -428,7 +436,9 @@ pub fn render(
     );
     let mut e = toml::Table::new();
     e.insert("relay".into(), endpoints.relay.clone().into());
-    e.insert("gateway_keys".into(), endpoints.gateway_keys.clone().into());
+    if let Some(host) = &endpoints.key_config_host {
+        e.insert("key_config_host".into(), host.clone().into());
+    }
     e.insert("issuer".into(), endpoints.issuer.clone().into());
     e.insert("ledger".into(), endpoints.ledger.clone().into());
     t.insert("endpoints".into(), e.into());
@@ -528,7 +538,7 @@ mod tests {
     const ENDPOINTS: &str = r#"
 [endpoints]
 relay = "http://127.0.0.1:7001/"
-gateway_keys = "http://127.0.0.1:7002/ohttp-keys"
+key_config_host = "http://127.0.0.1:7002/ohttp-keys"
 issuer = "http://127.0.0.1:7003"
 ledger = "https://ledger.example/log/"
 
@@ -588,7 +598,7 @@ key_ids = ["0101010101010101010101010101010101010101010101010101010101010101"]
     fn render_roundtrips() {
         let e = Endpoints {
             relay: "http://127.0.0.1:1/".into(),
-            gateway_keys: "http://127.0.0.1:2/ohttp-keys".into(),
+            key_config_host: Some("http://127.0.0.1:2/ohttp-keys".into()),
             issuer: "http://127.0.0.1:3/".into(),
             ledger: "http://127.0.0.1:4/".into(),
         };

@@ -174,6 +174,42 @@ pub fn check_logged(
     Err(WireError::KeyConfigNotLogged)
 }
 
+/// The gateway key configs that verified ledger entries list as valid at `now`, newest
+/// entry first (after a rotation the newest logged key is the one to use).
+///
+/// This is how a device gets key configs without asking the gateway: every key it may use
+/// must be logged anyway (key consistency), so the ledger view is itself a key-config host,
+/// and fetching from the gateway would show the gateway the device's address moments
+/// before the device's session opens.
+pub fn logged_key_configs(
+    logged: &[confide_release::VerifiedInclusion],
+    now: u64,
+) -> Vec<KeyConfig> {
+    let mut entries: Vec<_> = logged
+        .iter()
+        .filter_map(|inc| match inc.entry() {
+            confide_release::LedgerEntry::KeyConfig(entry) if entry.is_valid_at(now) => {
+                Some((inc.index(), entry))
+            }
+            _ => None,
+        })
+        .collect();
+    entries.sort_by_key(|e| std::cmp::Reverse(e.0));
+    let mut out: Vec<KeyConfig> = Vec::new();
+    for (_, entry) in entries {
+        // A malformed list cannot have been offered by anyone; skip it (fail closed:
+        // if nothing usable remains, `check_logged` refuses).
+        if let Ok(list) = KeyConfig::decode_list(&entry.key_config) {
+            for cfg in list {
+                if !out.contains(&cfg) {
+                    out.push(cfg);
+                }
+            }
+        }
+    }
+    out
+}
+
 /// Sends Binary HTTP requests through a relay to the gateway.
 #[derive(Debug, Clone)]
 pub struct WireClient {

@@ -8,7 +8,7 @@ use confide_ohttp::{KeyConfig, KeyPair, SymmetricSuite};
 use confide_release::{
     Bundle, KeyConfigEntry, LedgerEntry, LedgerTrust, VerifiedInclusion, verify_bundle,
 };
-use confide_sdk::wire::{WireError, check_logged};
+use confide_sdk::wire::{WireError, check_logged, logged_key_configs};
 use confide_tlog::{MemoryTree, inclusion_proof, leaf_hash};
 
 const ORIGIN: &str = "ledger.confide.test";
@@ -113,4 +113,29 @@ fn rotation_document_with_two_keys_covers_both() {
             .config(),
         &cur
     );
+}
+
+#[test]
+fn key_configs_come_from_the_ledger_newest_first_and_only_valid_ones() {
+    let (old, new, expired) = (key(1, 1), key(2, 2), key(3, 3));
+    let inclusions = logged(&[
+        entry(std::slice::from_ref(&expired), NOW - 7200, NOW - 3600),
+        entry(std::slice::from_ref(&old), NOW - 100, NOW + 100),
+        entry(&[new.clone(), old.clone()], NOW - 10, NOW + 100),
+    ]);
+    // Newest entry first, each key once, the expired entry ignored.
+    assert_eq!(logged_key_configs(&inclusions, NOW), vec![new.clone(), old]);
+    // What the device then uses is the newest logged key, with its ledger index.
+    let chosen = check_logged(&logged_key_configs(&inclusions, NOW), &inclusions, NOW).unwrap();
+    assert_eq!(chosen.config(), &new);
+    // With nothing valid logged, nothing is offered, and the check refuses.
+    assert!(logged_key_configs(&inclusions, NOW + 1000).is_empty());
+    assert!(matches!(
+        check_logged(
+            &logged_key_configs(&inclusions, NOW + 1000),
+            &inclusions,
+            NOW + 1000
+        ),
+        Err(WireError::KeyConfigNotLogged)
+    ));
 }
