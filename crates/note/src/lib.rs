@@ -192,6 +192,12 @@ impl VerifierKey {
         self.id
     }
 
+    /// The raw Ed25519 public key. Two verifier keys with different names but the same
+    /// public key are the same signer: a quorum must count them once.
+    pub fn public_key(&self) -> [u8; 32] {
+        self.key.to_bytes()
+    }
+
     /// Signature type.
     pub fn key_type(&self) -> KeyType {
         self.key_type

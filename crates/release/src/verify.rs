@@ -37,7 +37,9 @@ impl LedgerTrust {
             }
             if witnesses
                 .iter()
-                .any(|o| o.name() == k.name() || o.to_vkey() == k.to_vkey())
+                // The same public key under another name is the same witness: counting
+                // it twice would let one signer meet a quorum of two on its own.
+                .any(|o| o.name() == k.name() || o.public_key() == k.public_key())
             {
                 return Err(Error::DuplicateWitness(k.name().to_owned()));
             }
@@ -308,4 +310,26 @@ pub fn verify_bundle(
         index: bundle.index,
         checkpoint,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use confide_note::SignerKey;
+
+    #[test]
+    fn one_witness_key_under_two_names_is_a_duplicate() {
+        let ledger = SignerKey::from_seed("ledger.test", KeyType::Ed25519, &[1; 32]).unwrap();
+        let a = SignerKey::from_seed("w-a.test", KeyType::CosignatureV1, &[7; 32]).unwrap();
+        let b = SignerKey::from_seed("w-b.test", KeyType::CosignatureV1, &[7; 32]).unwrap();
+        let other = SignerKey::from_seed("w-c.test", KeyType::CosignatureV1, &[8; 32]).unwrap();
+        let ledger_vkey = ledger.verifier().to_vkey();
+        let same_key = [a.verifier().to_vkey(), b.verifier().to_vkey()];
+        assert!(matches!(
+            LedgerTrust::new(&ledger_vkey, &same_key, 2),
+            Err(Error::DuplicateWitness(name)) if name == "w-b.test"
+        ));
+        let distinct = [a.verifier().to_vkey(), other.verifier().to_vkey()];
+        assert!(LedgerTrust::new(&ledger_vkey, &distinct, 2).is_ok());
+    }
 }
