@@ -103,6 +103,7 @@ fn entry(writer: usize, i: usize) -> Vec<u8> {
         platform: Platform::Simulated,
         measurement: vec![writer as u8; 48],
         model_digest: [i as u8; 32],
+        config_digest: [3; 32],
         source_revision: format!("writer-{writer}-entry-{i}"),
         build_recipe_digest: [7; 32],
         not_before: 1_700_000_000,
@@ -304,10 +305,11 @@ async fn scenario() {
         &manifest,
         format!(
             "platform = \"tdx\"\nmeasurement = \"{}\"\nmodel_digest = \"{}\"\n\
-             source_revision = \"git:cli\"\nbuild_recipe_digest = \"{}\"\n\
+             config_digest = \"{}\"\nsource_revision = \"git:cli\"\nbuild_recipe_digest = \"{}\"\n\
              not_before = \"2026-01-01T00:00:00Z\"\nnot_after = 1900000000\n",
             "ab".repeat(48),
             "cd".repeat(32),
+            "12".repeat(32),
             "ef".repeat(32)
         ),
     )

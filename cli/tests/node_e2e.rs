@@ -263,6 +263,11 @@ async fn attested_summary_through_relay_and_gateway_with_canary() {
         confide_engine::DEFAULT_MODEL_SHA256,
         "the measured model digest is the file's SHA-256"
     );
+    // `node serve` below runs with the same configuration flags, so the same digest.
+    let config_digest: [u8; 32] = hex::decode(m["config_digest"].as_str().unwrap())
+        .unwrap()
+        .try_into()
+        .unwrap();
 
     // The ledger and two witnesses, as processes. First start makes the ledger's keys.
     let ledger_dir = root_dir.path().join("ledger");
@@ -307,8 +312,8 @@ async fn attested_summary_through_relay_and_gateway_with_canary() {
     // The ledger lists an older, other build and this one.
     let lc = LedgerClient::new(&ledger_url).unwrap();
     for e in [
-        release(&[0x33; 48], model_digest),
-        release(&measurement, model_digest),
+        release(&[0x33; 48], model_digest, config_digest),
+        release(&measurement, model_digest, config_digest),
     ] {
         lc.add_with_origin(&e.encode().unwrap(), &operator, LEDGER_ORIGIN)
             .await

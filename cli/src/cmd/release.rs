@@ -17,7 +17,7 @@ pub enum ReleaseCmd {
 /// Arguments of `confide release publish`.
 #[derive(Debug, clap::Args)]
 pub struct PublishArgs {
-    /// The manifest: platform, measurement, model_digest, source_revision,
+    /// The manifest: platform, measurement, model_digest, config_digest, source_revision,
     /// build_recipe_digest, not_before, not_after, notes (or a `kind = "key-config"`
     /// document: key_config, not_before, not_after).
     pub manifest: PathBuf,

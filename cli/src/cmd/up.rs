@@ -546,11 +546,15 @@ impl Stack {
                     .with_context(|| format!("node measure: no {k}"))
             };
             let (measurement, model_digest) = (field("measurement")?, field("model_digest")?);
+            // The release approves this configuration too (clients compare HOST_DATA's
+            // config digest with it); every node here runs the same one.
+            let config_digest = field("config_digest")?;
             if published.contains(&measurement) {
                 continue;
             }
             let manifest = format!(
                 "kind = \"release\"\nplatform = \"{}\"\nmeasurement = \"{measurement}\"\nmodel_digest = \"{model_digest}\"\n\
+                 config_digest = \"{config_digest}\"\n\
                  source_revision = \"{revision}\"\nbuild_recipe_digest = \"{recipe}\"\nnot_before = {}\nnot_after = {}\n\
                  notes = \"confide up: SIMULATED node (no hardware protection), development only\"\n",
                 field("platform")?,

@@ -135,6 +135,7 @@ impl EvidenceVerifier for AttestEvidenceVerifier {
             platform: v.platform().name().to_owned(),
             measurement: v.measurement().to_vec(),
             model_digest: v.model_digest().map(|d| d.to_vec()),
+            config_digest: v.config_digest().map(|d| d.to_vec()),
             report_data: *v.report_data(),
             collected_at: v.signed_time().map(to_tls_time),
         };
@@ -174,6 +175,7 @@ impl InclusionVerifier for ReleaseInclusionVerifier {
             platform: m.platform.name().to_owned(),
             measurement: m.measurement.clone(),
             model_digest: Some(m.model_digest.to_vec()),
+            config_digest: Some(m.config_digest.to_vec()),
             valid_from: to_tls_time(m.not_before),
             valid_until: Some(to_tls_time(m.not_after)),
             index: v.index(),

@@ -161,6 +161,12 @@ pub enum RatlsError {
     /// The ledger entry names a model digest but the evidence attests none.
     #[error("ledger entry names a model digest the evidence does not attest")]
     ModelDigestNotAttested,
+    /// The node configuration digest in the evidence differs from the ledger entry's.
+    #[error("configuration digest differs from the ledger entry")]
+    ConfigDigestMismatch,
+    /// The ledger entry names a configuration digest but the evidence attests none.
+    #[error("ledger entry names a configuration digest the evidence does not attest")]
+    ConfigDigestNotAttested,
     /// The ledger entry's validity has not started.
     #[error("ledger entry not yet valid")]
     LedgerEntryNotYetValid,

@@ -32,6 +32,9 @@ pub struct EvidenceClaims {
     pub measurement: Vec<u8>,
     /// The model digest that is part of the measured configuration, when the platform attests one.
     pub model_digest: Option<Vec<u8>>,
+    /// The node configuration digest bound next to the model digest (HOST_DATA /
+    /// MRCONFIGID), when the platform attests one.
+    pub config_digest: Option<Vec<u8>>,
     /// The 64-byte REPORT_DATA / REPORTDATA field as signed by the hardware.
     pub report_data: [u8; 64],
     /// When the evidence was produced, if the format carries a signed time.
@@ -100,6 +103,8 @@ pub struct LedgerEntryClaims {
     pub measurement: Vec<u8>,
     /// The model digest the release lists, if any.
     pub model_digest: Option<Vec<u8>>,
+    /// The node configuration digest the release lists, if any.
+    pub config_digest: Option<Vec<u8>>,
     /// Start of the release's validity.
     pub valid_from: UnixTime,
     /// End of the release's validity, if bounded.

@@ -73,6 +73,7 @@ pub struct VerifiedNode {
     platform: String,
     measurement: Vec<u8>,
     model_digest: Option<Vec<u8>>,
+    config_digest: Option<Vec<u8>>,
     ledger_index: u64,
     checkpoint: CheckpointRef,
     gpu_attested: bool,
@@ -92,6 +93,10 @@ impl VerifiedNode {
     /// The attested model digest, equal to the ledger entry's.
     pub fn model_digest(&self) -> Option<&[u8]> {
         self.model_digest.as_deref()
+    }
+    /// The attested node configuration digest, equal to the ledger entry's.
+    pub fn config_digest(&self) -> Option<&[u8]> {
+        self.config_digest.as_deref()
     }
     /// The ledger leaf index of the release.
     pub fn ledger_index(&self) -> u64 {
@@ -282,6 +287,15 @@ impl NodeVerifier {
             (Some(a), Some(b)) if a == b => {}
             _ => return Err(RatlsError::ModelDigestMismatch),
         }
+        // The configuration (upstream URL, limits, development switches) is part of
+        // what the release approves: the released binary run with an operator-chosen
+        // configuration is not the release.
+        match (&entry.config_digest, &claims.config_digest) {
+            (None, None) => {}
+            (Some(_), None) => return Err(RatlsError::ConfigDigestNotAttested),
+            (Some(a), Some(b)) if a == b => {}
+            _ => return Err(RatlsError::ConfigDigestMismatch),
+        }
         if now_s < entry.valid_from.as_secs() {
             return Err(RatlsError::LedgerEntryNotYetValid);
         }
@@ -297,6 +311,7 @@ impl NodeVerifier {
                 platform: entry.platform,
                 measurement: entry.measurement,
                 model_digest: entry.model_digest,
+                config_digest: entry.config_digest,
                 ledger_index: entry.index,
                 checkpoint: entry.checkpoint,
                 gpu_attested,

@@ -140,6 +140,7 @@ fn attested_handshake_yields_verified_node() {
     assert_eq!(node.platform(), "simulated");
     assert_eq!(node.measurement(), &measurement(1)[..]);
     assert_eq!(node.model_digest(), Some(&model(2)[..]));
+    assert_eq!(node.config_digest(), Some(&model(3)[..]));
     assert_eq!(node.ledger_index(), 7);
     assert_eq!(node.checkpoint().size, 8);
     assert!(!node.gpu_attested());
@@ -212,6 +213,20 @@ fn model_digest_mismatch_fails() {
     s.attester.model_digest = None;
     let e = run(&s, s.world.verifier()).unwrap_err();
     assert!(matches!(*e, RatlsError::ModelDigestNotAttested), "{e}");
+}
+
+#[test]
+fn config_digest_differing_from_the_ledger_entry_fails() {
+    // The released binary and model, run with a configuration the release does not
+    // list (another upstream URL, other limits): the handshake fails, so no
+    // application data is ever sent.
+    let mut s = Setup::new();
+    s.attester.config_digest = Some(model(0x78));
+    let e = run(&s, s.world.verifier()).unwrap_err();
+    assert!(matches!(*e, RatlsError::ConfigDigestMismatch), "{e}");
+    s.attester.config_digest = None;
+    let e = run(&s, s.world.verifier()).unwrap_err();
+    assert!(matches!(*e, RatlsError::ConfigDigestNotAttested), "{e}");
 }
 
 #[test]

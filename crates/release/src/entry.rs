@@ -3,8 +3,8 @@
 //! ```text
 //! entry        = MAGIC kind body
 //! MAGIC        = "confide-ledger-entry/v1\n"          ; 24 bytes, the format version
-//! kind         = 0x01 (release) / 0x02 (key-config)
-//! release      = platform:u8 measurement:u8-len-bytes model_digest:32
+//! kind         = 0x03 (release v2) / 0x02 (key-config); 0x01 (release v1) is retired
+//! release      = platform:u8 measurement:u8-len-bytes model_digest:32 config_digest:32
 //!                source_revision:u16-len-utf8 build_recipe_digest:32
 //!                not_before:u64 not_after:u64 notes:u16-len-utf8
 //! key-config   = key_config:u16-len-bytes not_before:u64 not_after:u64
@@ -12,13 +12,20 @@
 //! Integers are big-endian (RFC 8446 §3 presentation language conventions). Every
 //! field has exactly one encoding, decoding consumes every byte, and the decoder
 //! re-encodes and compares, so a manifest has exactly one leaf hash.
+//!
+//! Release v1 (kind 0x01) had no configuration digest, so a client could not tell a
+//! node running the released binary with an operator-chosen configuration (another
+//! upstream URL, say) from the released one. v1 entries are rejected with
+//! [`Error::RetiredEntryFormat`] rather than parsed (see `docs/adr/0201-evidence-binding.md`).
 
 use serde::{Deserialize, Serialize};
 
 use crate::Error;
 
 const MAGIC: &[u8] = b"confide-ledger-entry/v1\n";
-const KIND_RELEASE: u8 = 0x01;
+/// The retired release format without a configuration digest.
+const KIND_RELEASE_V1: u8 = 0x01;
+const KIND_RELEASE: u8 = 0x03;
 const KIND_KEY_CONFIG: u8 = 0x02;
 
 /// Longest source revision (bytes).
@@ -93,6 +100,10 @@ pub struct ReleaseManifest {
     /// SHA-256 of the model weights (hex in documents).
     #[serde(with = "hex_32")]
     pub model_digest: [u8; 32],
+    /// SHA-256 of the node's canonical configuration (upstream, limits, development
+    /// switches), bound into the evidence next to the model digest (hex in documents).
+    #[serde(with = "hex_32")]
+    pub config_digest: [u8; 32],
     /// Source revision the node was built from (e.g. a git commit), 1..=256 bytes.
     pub source_revision: String,
     /// SHA-256 of the reproducible build recipe (hex in documents).
@@ -225,6 +236,7 @@ impl LedgerEntry {
                 out.push(m.measurement.len() as u8);
                 out.extend_from_slice(&m.measurement);
                 out.extend_from_slice(&m.model_digest);
+                out.extend_from_slice(&m.config_digest);
                 put_u16_bytes(&mut out, m.source_revision.as_bytes());
                 out.extend_from_slice(&m.build_recipe_digest);
                 out.extend_from_slice(&m.not_before.to_be_bytes());
@@ -260,6 +272,7 @@ impl LedgerEntry {
                 let mlen = usize::from(r.u8()?);
                 let measurement = r.take(mlen)?.to_vec();
                 let model_digest = r.array32()?;
+                let config_digest = r.array32()?;
                 let source_revision = r.utf8_u16()?;
                 let build_recipe_digest = r.array32()?;
                 let not_before = r.u64()?;
@@ -269,6 +282,7 @@ impl LedgerEntry {
                     platform,
                     measurement,
                     model_digest,
+                    config_digest,
                     source_revision,
                     build_recipe_digest,
                     not_before,
@@ -288,6 +302,11 @@ impl LedgerEntry {
                 };
                 k.validate()?;
                 LedgerEntry::KeyConfig(k)
+            }
+            KIND_RELEASE_V1 => {
+                return Err(Error::RetiredEntryFormat(
+                    "release v1 (no config digest); republish the release with config_digest",
+                ));
             }
             _ => return Err(Error::MalformedEntry("unknown entry kind")),
         };

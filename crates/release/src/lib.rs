@@ -44,6 +44,9 @@ pub enum Error {
     /// Entry bytes do not follow the canonical entry encoding.
     #[error("malformed ledger entry: {0}")]
     MalformedEntry(&'static str),
+    /// Entry bytes use a format this version no longer accepts.
+    #[error("retired ledger entry format: {0}")]
+    RetiredEntryFormat(&'static str),
     /// Entry bytes parse but are not the canonical encoding of what they hold.
     #[error("ledger entry is not canonically encoded")]
     NonCanonicalEntry,

@@ -16,6 +16,7 @@ fn manifest(i: u64) -> ReleaseManifest {
         platform: Platform::SevSnp,
         measurement: vec![0xAB; 48],
         model_digest: [0x11; 32],
+        config_digest: [0x33; 32],
         source_revision: format!("git:{i:040x}"),
         build_recipe_digest: [0x22; 32],
         not_before: 1_700_000_000,
@@ -30,10 +31,10 @@ fn entry_known_answer_and_round_trip() {
     let b = e.encode().unwrap();
     // Layout pinned: magic, kind, platform, measurement length. The leaf hash below
     // was computed independently (Python hashlib over the layout in entry.rs).
-    assert!(b.starts_with(b"confide-ledger-entry/v1\n\x01\x01\x30"));
+    assert!(b.starts_with(b"confide-ledger-entry/v1\n\x03\x01\x30"));
     assert_eq!(
         b.len(),
-        24 + 1 + 1 + 1 + 48 + 32 + 2 + 44 + 32 + 8 + 8 + 2 + 24
+        24 + 1 + 1 + 1 + 48 + 32 + 32 + 2 + 44 + 32 + 8 + 8 + 2 + 24
     );
     assert_eq!(
         hex::encode(leaf_hash(&b).0),
@@ -41,7 +42,7 @@ fn entry_known_answer_and_round_trip() {
     );
     assert_eq!(
         format!("{:?}", e.leaf_hash().unwrap()),
-        "7b59b87ece78324a84eace924bb72590beac4ea0b5bb925faa123e75171688c3"
+        "2c0dd9230b98187ce10e78fcdf457af0e239f11b4ba6a10aa763e984f051f936"
     );
     assert_eq!(LedgerEntry::decode(&b).unwrap(), e);
 
@@ -62,6 +63,40 @@ fn entry_known_answer_and_round_trip() {
         )
     );
     assert_eq!(LedgerEntry::decode(&kb).unwrap(), k);
+}
+
+#[test]
+fn retired_release_v1_entry_is_rejected_with_a_typed_error() {
+    // A v1 release entry (kind 0x01, no config digest): the v2 encoding less the
+    // config digest, with the old kind byte. It must not be misparsed as v2.
+    let v2 = LedgerEntry::Release(manifest(1)).encode().unwrap();
+    let mut v1 = v2[..24 + 1 + 1 + 1 + 48 + 32].to_vec();
+    v1[24] = 0x01;
+    v1.extend_from_slice(&v2[24 + 1 + 1 + 1 + 48 + 32 + 32..]);
+    assert!(matches!(
+        LedgerEntry::decode(&v1),
+        Err(Error::RetiredEntryFormat(_))
+    ));
+}
+
+#[test]
+fn manifest_document_requires_config_digest() {
+    let doc = format!(
+        "platform = \"sev-snp\"\nmeasurement = \"{}\"\nmodel_digest = \"{}\"\n\
+         source_revision = \"r1\"\nbuild_recipe_digest = \"{}\"\nnot_before = 1\nnot_after = 2\n",
+        "ab".repeat(48),
+        "11".repeat(32),
+        "22".repeat(32)
+    );
+    assert!(matches!(
+        LedgerEntry::from_toml(&doc),
+        Err(Error::Document(_))
+    ));
+    let with = format!("{doc}config_digest = \"{}\"\n", "33".repeat(32));
+    match LedgerEntry::from_toml(&with).unwrap() {
+        LedgerEntry::Release(m) => assert_eq!(m.config_digest, [0x33; 32]),
+        other => panic!("not a release: {other:?}"),
+    }
 }
 
 #[test]
@@ -130,6 +165,7 @@ fn human_documents() {
 platform = "sev-snp"
 measurement = "abababababababababababababababababababababababababababababababababababababababababababababababab"
 model_digest = "1111111111111111111111111111111111111111111111111111111111111111"
+config_digest = "3333333333333333333333333333333333333333333333333333333333333333"
 source_revision = "git:0000000000000000000000000000000000000001"
 build_recipe_digest = "2222222222222222222222222222222222222222222222222222222222222222"
 not_before = "2023-11-14T22:13:20Z"

@@ -147,6 +147,7 @@ impl EvidenceVerifier for PolicyEvidence {
             platform: verified.platform().name().to_owned(),
             measurement: verified.measurement().to_vec(),
             model_digest: verified.model_digest().map(|d| d.to_vec()),
+            config_digest: verified.config_digest().map(|d| d.to_vec()),
             report_data: *verified.report_data(),
             collected_at: signed_time
                 .map(|s| TlsTime::since_unix_epoch(std::time::Duration::from_secs(s))),
@@ -227,6 +228,7 @@ impl InclusionVerifier for ViewInclusion {
             platform: m.platform.name().to_owned(),
             measurement: m.measurement.clone(),
             model_digest: Some(m.model_digest.to_vec()),
+            config_digest: Some(m.config_digest.to_vec()),
             valid_from: secs(m.not_before),
             valid_until: Some(secs(m.not_after)),
             index: v.index(),
@@ -263,7 +265,9 @@ pub fn classify(e: &RatlsError, findings: &Findings) -> (Check, String) {
         R::PlatformMismatch
         | R::MeasurementNotListed
         | R::ModelDigestMismatch
-        | R::ModelDigestNotAttested => (Check::Measurement, e.to_string()),
+        | R::ModelDigestNotAttested
+        | R::ConfigDigestMismatch
+        | R::ConfigDigestNotAttested => (Check::Measurement, e.to_string()),
         R::HandshakeSignatureInvalid | R::SignatureCertificateMismatch => {
             (Check::Handshake, e.to_string())
         }
@@ -288,6 +292,10 @@ mod tests {
         );
         assert_eq!(
             classify(&RatlsError::ModelDigestMismatch, &none).0,
+            Check::Measurement
+        );
+        assert_eq!(
+            classify(&RatlsError::ConfigDigestMismatch, &none).0,
             Check::Measurement
         );
         assert_eq!(

@@ -27,6 +27,7 @@ fn session(ledger: &Ledger, attester: &SimAttester, bundle_index: u64) -> Result
     assert_eq!(node.platform(), "simulated");
     assert_eq!(node.measurement(), &MEASUREMENT[..]);
     assert_eq!(node.model_digest(), Some(&MODEL[..]));
+    assert_eq!(node.config_digest(), Some(&CONFIG[..]));
     assert_eq!(node.ledger_index(), bundle_index);
     assert_eq!(node.checkpoint().origin, ORIGIN);
     c.send(&Frame::new(FrameKind::Request, b"summarise".to_vec()))
@@ -66,6 +67,17 @@ fn model_digest_differing_from_the_logged_one_is_refused() {
     let ledger = Ledger::new(&[release(MEASUREMENT, [0x99; 32])]);
     let c = cause(session(&ledger, &honest_attester(), 0));
     assert!(matches!(*c, RatlsError::ModelDigestMismatch), "{c}");
+}
+
+#[test]
+fn config_digest_differing_from_the_logged_one_is_refused() {
+    // The released binary and model under an operator-chosen configuration (say
+    // `--upstream http://attacker/`): HOST_DATA binds another config digest.
+    let ledger = Ledger::new(&[release(MEASUREMENT, MODEL)]);
+    let mut a = honest_attester();
+    a.binding.config_digest = [0x99; 32];
+    let c = cause(session(&ledger, &a, 0));
+    assert!(matches!(*c, RatlsError::ConfigDigestMismatch), "{c}");
 }
 
 #[test]

@@ -143,6 +143,7 @@ impl EvidenceVerifier for PolicyEvidenceVerifier {
             platform: verified.platform().name().to_owned(),
             measurement: verified.measurement().to_vec(),
             model_digest: verified.model_digest().map(|d| d.to_vec()),
+            config_digest: verified.config_digest().map(|d| d.to_vec()),
             report_data: *verified.report_data(),
             collected_at: verified
                 .signed_time()
@@ -189,6 +190,7 @@ impl InclusionVerifier for LedgerInclusionVerifier {
             platform: m.platform.name().to_owned(),
             measurement: m.measurement.clone(),
             model_digest: Some(m.model_digest.to_vec()),
+            config_digest: Some(m.config_digest.to_vec()),
             valid_from: secs(m.not_before),
             valid_until: Some(secs(m.not_after)),
             index: v.index(),

@@ -35,6 +35,8 @@ pub struct Identity {
     pub measurement: Vec<u8>,
     /// SHA-256 of the model file.
     pub model_digest: [u8; 32],
+    /// SHA-256 of the node's canonical configuration (a release approves one).
+    pub config_digest: [u8; 32],
 }
 
 /// Which release to use.
@@ -103,6 +105,7 @@ fn matches(m: &LedgerEntry, id: &Identity) -> bool {
             r.platform == id.platform
                 && r.measurement == id.measurement
                 && r.model_digest == id.model_digest
+                && r.config_digest == id.config_digest
         }
         _ => false,
     }
@@ -197,7 +200,7 @@ pub fn check_bundle_identity(bundle: &Bundle, id: &Identity, now: u64) -> Result
         .map_err(|_| Error::ReleaseNotFound("bundle entry does not decode"))?;
     if !matches(&e, id) {
         return Err(Error::ReleaseNotFound(
-            "bundle entry does not list this node's measurement and model digest",
+            "bundle entry does not list this node's measurement, model and config digests",
         ));
     }
     if !matches!(&e, LedgerEntry::Release(r) if r.is_valid_at(now)) {

@@ -361,6 +361,7 @@ impl Node {
             platform: opts.platform.ledger(),
             measurement: measurement.clone(),
             model_digest,
+            config_digest,
         };
         let bundle = get_bundle(&opts.bundle, &id).await?;
         tracing::info!(event = "bundle_fetched", index = bundle.index);

@@ -22,27 +22,43 @@ async fn node_starts_from_the_ledger_and_refreshes_its_certificate() {
         .unwrap();
     // The test binary is "the node executable" here: its SHA-384 is the measurement.
     let measurement = measure_current_exe().unwrap();
-    let ledger = Ledger::new(&[
-        release(&measurement, [0x44; 32]), // same binary, another model: not ours
-        release(&measurement, model_digest),
-    ]);
-    let ledger_url = ledger.serve().await;
-
-    let node = Node::start(NodeOptions {
+    let options = |url: String, settings: ServiceSettings| NodeOptions {
         dir: dir.path().to_path_buf(),
         platform: NodePlatform::Simulated,
         engine: EngineChoice::Embedded(model_path()),
         bundle: BundleSource::Ledger {
-            url: ledger_url,
+            url,
             choice: ReleaseChoice::Auto,
         },
         sim_vendor: None,
         dev_allow_writable_cwd: true,
         cert_lifetime: Duration::from_secs(8),
-        settings: ServiceSettings::default(),
-    })
-    .await
-    .unwrap();
+        settings,
+    };
+    let config =
+        confide_node::node::config_digest(&options(String::new(), ServiceSettings::default()))
+            .unwrap();
+    let ledger = Ledger::new(&[
+        release(&measurement, [0x44; 32], config), // same binary, another model: not ours
+        release(&measurement, model_digest, config),
+    ]);
+    let ledger_url = ledger.serve().await;
+
+    // The same binary and model under a configuration no release lists: the node
+    // finds no release to staple and refuses to start.
+    let other = ServiceSettings {
+        max_tokens: ServiceSettings::default().max_tokens + 1,
+        ..ServiceSettings::default()
+    };
+    assert!(matches!(
+        Node::start(options(ledger_url.clone(), other)).await,
+        Err(confide_node::Error::ReleaseNotFound(_))
+    ));
+
+    let node = Node::start(options(ledger_url, ServiceSettings::default()))
+        .await
+        .unwrap();
+    assert_eq!(node.measured().config_digest, config);
     assert_eq!(node.measured().measurement, measurement.to_vec());
     assert_eq!(node.measured().model_digest, model_digest);
     let app = node.router();
@@ -80,7 +96,7 @@ async fn node_starts_from_the_ledger_and_refreshes_its_certificate() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn node_without_a_listed_release_does_not_start() {
     let dir = tempfile::tempdir().unwrap();
-    let ledger = Ledger::new(&[release(&[0x12; 48], [0x34; 32])]);
+    let ledger = Ledger::new(&[release(&[0x12; 48], [0x34; 32], [0x56; 32])]);
     let ledger_url = ledger.serve().await;
     let err = Node::start(NodeOptions {
         dir: dir.path().to_path_buf(),

@@ -13,7 +13,10 @@ use confide_attest::{AttestRequest, Binding, Evidence};
 use confide_attest_sim::{SimulatedAttester, SimulatedVendor};
 use confide_engine::{EmbeddedEngine, Engine, LoadOptions};
 use confide_node::adapters::EvidenceAttester;
-use confide_node::{NodeService, ServiceSettings};
+use confide_node::ledger::ReleaseChoice;
+use confide_node::{
+    BundleSource, EngineChoice, NodeOptions, NodePlatform, NodeService, ServiceSettings,
+};
 use confide_ratls::rustls::pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
 use confide_ratls::rustls::server::{ClientHello, ResolvesServerCert};
 use confide_ratls::rustls::sign::CertifiedKey;
@@ -23,6 +26,8 @@ use confide_ratls::{
 use confide_session::SessionError;
 
 const MEASUREMENT: [u8; 48] = [0x5a; 48];
+/// The configuration digest the test nodes bind and the test releases list.
+const CONFIG: [u8; 32] = [3; 32];
 
 struct World {
     vendor_dir: tempfile::TempDir,
@@ -56,7 +61,7 @@ impl World {
             Arc::new(SimulatedAttester::new(self.vendor(), measurement)),
             Binding {
                 model_digest,
-                config_digest: [3; 32],
+                config_digest: CONFIG,
             },
         )
     }
@@ -129,8 +134,8 @@ fn assert_no_app_data(c: &mut Client) {
 async fn verified_session_streams_and_replays_fail_closed() {
     let w = world().await;
     let ledger = Ledger::new(&[
-        release(&[0x11; 48], w.model_digest), // another release
-        release(&MEASUREMENT, w.model_digest),
+        release(&[0x11; 48], w.model_digest, CONFIG), // another release
+        release(&MEASUREMENT, w.model_digest, CONFIG),
     ]);
     let att = w.attester(MEASUREMENT, w.model_digest);
     let (url, svc) = node_with(&w, &att, &ledger, 1).await;
@@ -202,7 +207,7 @@ async fn verified_session_streams_and_replays_fail_closed() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unlisted_measurement_fails_before_app_data() {
     let w = world().await;
-    let ledger = Ledger::new(&[release(&MEASUREMENT, w.model_digest)]);
+    let ledger = Ledger::new(&[release(&MEASUREMENT, w.model_digest, CONFIG)]);
     // The node runs another binary than the ledger lists, but staples the listed entry.
     let att = w.attester([0x66; 48], w.model_digest);
     let (url, _) = node_with(&w, &att, &ledger, 0).await;
@@ -218,13 +223,61 @@ async fn unlisted_measurement_fails_before_app_data() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn model_digest_differing_from_the_ledger_fails() {
     let w = world().await;
-    let ledger = Ledger::new(&[release(&MEASUREMENT, w.model_digest)]);
+    let ledger = Ledger::new(&[release(&MEASUREMENT, w.model_digest, CONFIG)]);
     let att = w.attester(MEASUREMENT, [0x99; 32]);
     let (url, _) = node_with(&w, &att, &ledger, 0).await;
     let mut c = Client::new(&url, verifier(&w.root(), &ledger, 3600));
     let e = c.open().await.unwrap_err();
     assert!(
         matches!(ratls_error(&e), RatlsError::ModelDigestMismatch),
+        "{e:?}"
+    );
+    assert_no_app_data(&mut c);
+}
+
+/// Node options as `confide node serve` builds them, differing only in `max_tokens`.
+fn node_options(max_tokens: u32) -> NodeOptions {
+    NodeOptions {
+        dir: std::path::PathBuf::from("/nonexistent"),
+        platform: NodePlatform::Simulated,
+        engine: EngineChoice::Embedded(model_path()),
+        bundle: BundleSource::Ledger {
+            url: "http://127.0.0.1:9/".into(),
+            choice: ReleaseChoice::Auto,
+        },
+        sim_vendor: None,
+        dev_allow_writable_cwd: false,
+        cert_lifetime: Duration::from_secs(3600),
+        settings: ServiceSettings {
+            max_tokens,
+            ..ServiceSettings::default()
+        },
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn node_running_another_configuration_than_logged_fails() {
+    // The released binary and model, but started with a configuration the release
+    // does not list (more tokens per response; an operator-chosen upstream URL is the
+    // same case). HOST_DATA binds the running configuration's digest, so the client
+    // refuses the node before sending anything.
+    let w = world().await;
+    let logged = confide_node::node::config_digest(&node_options(48)).unwrap();
+    let running = confide_node::node::config_digest(&node_options(4096)).unwrap();
+    assert_ne!(logged, running);
+    let ledger = Ledger::new(&[release(&MEASUREMENT, w.model_digest, logged)]);
+    let att = EvidenceAttester::new(
+        Arc::new(SimulatedAttester::new(w.vendor(), MEASUREMENT)),
+        Binding {
+            model_digest: w.model_digest,
+            config_digest: running,
+        },
+    );
+    let (url, _) = node_with(&w, &att, &ledger, 0).await;
+    let mut c = Client::new(&url, verifier(&w.root(), &ledger, 3600));
+    let e = c.open().await.unwrap_err();
+    assert!(
+        matches!(ratls_error(&e), RatlsError::ConfigDigestMismatch),
         "{e:?}"
     );
     assert_no_app_data(&mut c);
@@ -245,7 +298,7 @@ impl confide_ratls::Attester for WrongKeyAttester {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn evidence_not_binding_the_tls_key_fails() {
     let w = world().await;
-    let ledger = Ledger::new(&[release(&MEASUREMENT, w.model_digest)]);
+    let ledger = Ledger::new(&[release(&MEASUREMENT, w.model_digest, CONFIG)]);
     let att = WrongKeyAttester(w.attester(MEASUREMENT, w.model_digest));
     let (url, _) = node_with(&w, &att, &ledger, 0).await;
     let mut c = Client::new(&url, verifier(&w.root(), &ledger, 3600));
@@ -281,12 +334,12 @@ impl confide_ratls::Attester for StaleAttester {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stale_evidence_fails() {
     let w = world().await;
-    let ledger = Ledger::new(&[release(&MEASUREMENT, w.model_digest)]);
+    let ledger = Ledger::new(&[release(&MEASUREMENT, w.model_digest, CONFIG)]);
     let att = StaleAttester(
         SimulatedAttester::new(w.vendor(), MEASUREMENT),
         Binding {
             model_digest: w.model_digest,
-            config_digest: [3; 32],
+            config_digest: CONFIG,
         },
     );
     let (url, _) = node_with(&w, &att, &ledger, 0).await;
@@ -318,7 +371,7 @@ impl ResolvesServerCert for SwappedKey {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn certificate_swapped_by_the_gateway_fails() {
     let w = world().await;
-    let ledger = Ledger::new(&[release(&MEASUREMENT, w.model_digest)]);
+    let ledger = Ledger::new(&[release(&MEASUREMENT, w.model_digest, CONFIG)]);
     let att = w.attester(MEASUREMENT, w.model_digest);
     let bundle = confide_node::ledger::build_bundle(&ledger.entries, 0, &ledger.note)
         .unwrap()

@@ -28,10 +28,8 @@ async fn node_streams_from_an_upstream_engine() {
     let app = confide_engine::openai::router(embedded);
     tokio::spawn(async move { axum::serve(l, app).await.unwrap() });
 
-    let ledger = Ledger::new(&[release(&measure_current_exe().unwrap(), model_digest)]);
-    let ledger_url = ledger.serve().await;
     let dir = tempfile::tempdir().unwrap();
-    let node = Node::start(NodeOptions {
+    let mut opts = NodeOptions {
         dir: dir.path().to_path_buf(),
         platform: NodePlatform::Simulated,
         engine: EngineChoice::Upstream {
@@ -39,10 +37,7 @@ async fn node_streams_from_an_upstream_engine() {
             model: "default".into(),
             model_digest,
         },
-        bundle: BundleSource::Ledger {
-            url: ledger_url,
-            choice: ReleaseChoice::Auto,
-        },
+        bundle: BundleSource::File(std::path::PathBuf::new()),
         sim_vendor: None,
         dev_allow_writable_cwd: true,
         cert_lifetime: Duration::from_secs(3600),
@@ -50,9 +45,19 @@ async fn node_streams_from_an_upstream_engine() {
             max_tokens: 24,
             ..ServiceSettings::default()
         },
-    })
-    .await
-    .unwrap();
+    };
+    // The release lists this configuration (upstream URL included).
+    let config = confide_node::node::config_digest(&opts).unwrap();
+    let ledger = Ledger::new(&[release(
+        &measure_current_exe().unwrap(),
+        model_digest,
+        config,
+    )]);
+    opts.bundle = BundleSource::Ledger {
+        url: ledger.serve().await,
+        choice: ReleaseChoice::Auto,
+    };
+    let node = Node::start(opts).await.unwrap();
     let app = node.router();
     let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", l.local_addr().unwrap());

@@ -100,6 +100,7 @@ pub struct TestAttester {
     pub platform: String,
     pub measurement: Vec<u8>,
     pub model_digest: Option<Vec<u8>>,
+    pub config_digest: Option<Vec<u8>>,
     pub collected_at: u64,
     /// Tamper hook: sign this REPORT_DATA instead of the one asked for.
     pub report_data_override: Option<[u8; 64]>,
@@ -112,6 +113,7 @@ impl TestAttester {
             platform: "simulated".into(),
             measurement: measurement(1),
             model_digest: Some(model(2)),
+            config_digest: Some(model(3)),
             collected_at: T0,
             report_data_override: None,
         }
@@ -127,6 +129,7 @@ impl Attester for TestAttester {
         put(&mut body, self.platform.as_bytes());
         put(&mut body, &self.measurement);
         put(&mut body, self.model_digest.as_deref().unwrap_or_default());
+        put(&mut body, self.config_digest.as_deref().unwrap_or_default());
         put(
             &mut body,
             &self.report_data_override.unwrap_or(*report_data),
@@ -192,6 +195,7 @@ impl EvidenceVerifier for TestEvidenceVerifier {
             .map_err(|_| ExternalError::new(f()))?;
         let measurement = c.get().map_err(ExternalError::new)?.to_vec();
         let model = c.get().map_err(ExternalError::new)?.to_vec();
+        let config = c.get().map_err(ExternalError::new)?.to_vec();
         let rd: [u8; 64] = c
             .get()
             .map_err(ExternalError::new)?
@@ -202,6 +206,7 @@ impl EvidenceVerifier for TestEvidenceVerifier {
             platform,
             measurement,
             model_digest: (!model.is_empty()).then_some(model),
+            config_digest: (!config.is_empty()).then_some(config),
             report_data: rd,
             collected_at: Some(at(collected)),
         })
@@ -241,6 +246,7 @@ pub struct TestEntry {
     pub platform: String,
     pub measurement: Vec<u8>,
     pub model_digest: Option<Vec<u8>>,
+    pub config_digest: Option<Vec<u8>>,
     pub valid_from: u64,
     pub valid_until: u64,
     pub index: u64,
@@ -252,6 +258,7 @@ impl TestEntry {
             platform: a.platform.clone(),
             measurement: a.measurement.clone(),
             model_digest: a.model_digest.clone(),
+            config_digest: a.config_digest.clone(),
             valid_from: T0 - 86_400,
             valid_until: T0 + 30 * 86_400,
             index: 7,
@@ -263,6 +270,7 @@ impl TestEntry {
         put(&mut body, self.platform.as_bytes());
         put(&mut body, &self.measurement);
         put(&mut body, self.model_digest.as_deref().unwrap_or_default());
+        put(&mut body, self.config_digest.as_deref().unwrap_or_default());
         put(&mut body, &self.valid_from.to_be_bytes());
         put(&mut body, &self.valid_until.to_be_bytes());
         put(&mut body, &self.index.to_be_bytes());
@@ -290,6 +298,7 @@ impl InclusionVerifier for TestInclusionVerifier {
             .map_err(|_| ExternalError::new(TestVerifyError::Malformed))?;
         let measurement = c.get().map_err(ExternalError::new)?.to_vec();
         let model = c.get().map_err(ExternalError::new)?.to_vec();
+        let config = c.get().map_err(ExternalError::new)?.to_vec();
         let valid_from = c.u64().map_err(ExternalError::new)?;
         let valid_until = c.u64().map_err(ExternalError::new)?;
         let index = c.u64().map_err(ExternalError::new)?;
@@ -297,6 +306,7 @@ impl InclusionVerifier for TestInclusionVerifier {
             platform,
             measurement,
             model_digest: (!model.is_empty()).then_some(model),
+            config_digest: (!config.is_empty()).then_some(config),
             valid_from: at(valid_from),
             valid_until: Some(at(valid_until)),
             index,

@@ -91,6 +91,7 @@ pub fn release(measurement: [u8; 48], model: [u8; 32]) -> ReleaseManifest {
         platform: confide_release::Platform::Simulated,
         measurement: measurement.to_vec(),
         model_digest: model,
+        config_digest: CONFIG,
         source_revision: "git:0123456789abcdef0123456789abcdef01234567".into(),
         build_recipe_digest: [0x22; 32],
         not_before: T0 - 86_400,

@@ -53,12 +53,13 @@ pub fn model_path() -> PathBuf {
     p
 }
 
-pub fn release(measurement: &[u8], model_digest: [u8; 32]) -> LedgerEntry {
+pub fn release(measurement: &[u8], model_digest: [u8; 32], config_digest: [u8; 32]) -> LedgerEntry {
     let now = now_secs();
     LedgerEntry::Release(ReleaseManifest {
         platform: Platform::Simulated,
         measurement: measurement.to_vec(),
         model_digest,
+        config_digest,
         source_revision: "test".into(),
         build_recipe_digest: [7; 32],
         not_before: now - 86_400,
