@@ -380,6 +380,38 @@ fn device_end_to_end_through_every_party() {
             ended && !answer.trim().is_empty(),
             "answer after re-attestation"
         );
+
+        // A caller that stops reading mid-answer must not break the next request: the
+        // abandoned session (its TLS stream out of step) is forgotten, not reused.
+        let mut partial = client
+            .suggest("running late, start without me", "formal", Some(48))
+            .await
+            .unwrap();
+        loop {
+            match partial.next().await {
+                Some(Ok(Event::Text(_))) => break,
+                Some(Ok(_)) => {}
+                Some(Err(e)) => panic!("first answer failed: {e}"),
+                None => panic!("first answer ended before any text"),
+            }
+        }
+        drop(partial);
+        let mut next = client
+            .suggest("thanks for the lift", "friendly", Some(8))
+            .await
+            .unwrap();
+        let (mut text_after, mut ended_after) = (String::new(), false);
+        while let Some(ev) = next.next().await {
+            match ev.unwrap() {
+                Event::Text(t) => text_after.push_str(&t),
+                Event::End { .. } => ended_after = true,
+                _ => {}
+            }
+        }
+        assert!(
+            ended_after && !text_after.trim().is_empty(),
+            "a request after an abandoned answer succeeds"
+        );
     });
 
     // And the CLI keeps working with one node down.

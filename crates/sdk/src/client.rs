@@ -550,6 +550,11 @@ impl Inner {
                     st.session = Some(session);
                     return Ok(());
                 }
+                // The caller dropped its stream mid-answer: the rest of this answer's
+                // records were never read, so the session's TLS stream is out of step.
+                // Forget it (the node expires it); the next request opens a fresh,
+                // fully verified session instead of failing on stale records.
+                Outcome::Abandoned => return Ok(()),
                 Outcome::Lost if !reattested => {
                     // Drop the old session's state (keys zeroized by rustls on drop) and
                     // go round once more with a fresh, fully verified session.
@@ -613,7 +618,7 @@ impl Inner {
                             Zeroizing::new(String::from_utf8_lossy(frame.payload()).into_owned());
                         sent_text = true;
                         if tx.send(Ok(Event::Text(text))).await.is_err() {
-                            return Ok(Outcome::Done);
+                            return Ok(Outcome::Abandoned);
                         }
                     }
                     FrameKind::End => {
@@ -661,7 +666,11 @@ impl Inner {
 }
 
 enum Outcome {
+    /// The answer was read to its end; the session can carry the next request.
     Done,
+    /// The caller stopped reading before the end; the session must not be reused.
+    Abandoned,
+    /// The node or the session went away; re-attest.
     Lost,
 }
 
