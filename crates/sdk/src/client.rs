@@ -706,8 +706,11 @@ fn build_report(
         ok(
             Check::Measurement,
             format!(
-                "measurement {} and model digest are the ones the release lists",
-                hex::encode(node.measurement())
+                "measurement {}, model digest {} and configuration digest {} are the ones the \
+                 release lists",
+                hex::encode(node.measurement()),
+                node.model_digest().map_or_else(|| "-".into(), hex::encode),
+                node.config_digest().map_or_else(|| "-".into(), hex::encode),
             ),
         ),
         ok(
