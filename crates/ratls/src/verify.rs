@@ -409,57 +409,50 @@ fn algorithms() -> WebPkiSupportedAlgorithms {
     crate::config::provider().signature_verification_algorithms
 }
 
-/// rustls `ServerCertVerifier` for clients connecting to a node.
+/// What the server-side and client-side rustls verifiers share: the RA-TLS checks, the
+/// outcome handle and the TLS 1.3 signature algorithms. The two rustls traits differ only
+/// in their wrappers, so each delegates every decision here.
 #[derive(Debug)]
-pub struct RaTlsServerVerifier {
+struct PeerCheck {
     verifier: NodeVerifier,
     outcome: PeerVerification,
     algorithms: WebPkiSupportedAlgorithms,
 }
 
-impl RaTlsServerVerifier {
-    /// A verifier for one connection, and the handle that will hold its outcome.
-    pub fn new(verifier: NodeVerifier) -> (Arc<Self>, PeerVerification) {
+impl PeerCheck {
+    fn new(verifier: NodeVerifier) -> (Self, PeerVerification) {
         let outcome = PeerVerification::default();
         (
-            Arc::new(Self {
+            Self {
                 verifier,
                 outcome: outcome.clone(),
                 algorithms: algorithms(),
-            }),
+            },
             outcome,
         )
     }
-}
 
-impl ServerCertVerifier for RaTlsServerVerifier {
-    fn verify_server_cert(
+    /// Every certificate-level check; the caller turns `Ok` into its trait's assertion.
+    fn check_certificate(
         &self,
         end_entity: &CertificateDer<'_>,
         intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp_response: &[u8],
         now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
+    ) -> Result<(), rustls::Error> {
         match self
             .verifier
             .check_certificate(end_entity, intermediates, now)
         {
             Ok(checked) => {
                 self.outcome.record_checked(end_entity, checked);
-                Ok(ServerCertVerified::assertion())
+                Ok(())
             }
             Err(e) => Err(self.outcome.fail(e)),
         }
     }
 
-    fn verify_tls12_signature(
-        &self,
-        _message: &[u8],
-        _cert: &CertificateDer<'_>,
-        _dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        Err(self.outcome.fail(RatlsError::Tls12Rejected))
+    fn reject_tls12(&self) -> rustls::Error {
+        self.outcome.fail(RatlsError::Tls12Rejected)
     }
 
     fn verify_tls13_signature(
@@ -477,26 +470,64 @@ impl ServerCertVerifier for RaTlsServerVerifier {
     }
 }
 
+/// rustls `ServerCertVerifier` for clients connecting to a node.
+#[derive(Debug)]
+pub struct RaTlsServerVerifier(PeerCheck);
+
+impl RaTlsServerVerifier {
+    /// A verifier for one connection, and the handle that will hold its outcome.
+    pub fn new(verifier: NodeVerifier) -> (Arc<Self>, PeerVerification) {
+        let (check, outcome) = PeerCheck::new(verifier);
+        (Arc::new(Self(check)), outcome)
+    }
+}
+
+impl ServerCertVerifier for RaTlsServerVerifier {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp_response: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        self.0
+            .check_certificate(end_entity, intermediates, now)
+            .map(|()| ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        _message: &[u8],
+        _cert: &CertificateDer<'_>,
+        _dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        Err(self.0.reject_tls12())
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.0.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.0.supported_verify_schemes()
+    }
+}
+
 /// rustls `ClientCertVerifier` for a node accepting another attested node (mutual RA-TLS).
 #[derive(Debug)]
-pub struct RaTlsClientVerifier {
-    verifier: NodeVerifier,
-    outcome: PeerVerification,
-    algorithms: WebPkiSupportedAlgorithms,
-}
+pub struct RaTlsClientVerifier(PeerCheck);
 
 impl RaTlsClientVerifier {
     /// A verifier for one connection, and the handle that will hold its outcome.
     pub fn new(verifier: NodeVerifier) -> (Arc<Self>, PeerVerification) {
-        let outcome = PeerVerification::default();
-        (
-            Arc::new(Self {
-                verifier,
-                outcome: outcome.clone(),
-                algorithms: algorithms(),
-            }),
-            outcome,
-        )
+        let (check, outcome) = PeerCheck::new(verifier);
+        (Arc::new(Self(check)), outcome)
     }
 }
 
@@ -520,16 +551,9 @@ impl ClientCertVerifier for RaTlsClientVerifier {
         intermediates: &[CertificateDer<'_>],
         now: UnixTime,
     ) -> Result<ClientCertVerified, rustls::Error> {
-        match self
-            .verifier
+        self.0
             .check_certificate(end_entity, intermediates, now)
-        {
-            Ok(checked) => {
-                self.outcome.record_checked(end_entity, checked);
-                Ok(ClientCertVerified::assertion())
-            }
-            Err(e) => Err(self.outcome.fail(e)),
-        }
+            .map(|()| ClientCertVerified::assertion())
     }
 
     fn verify_tls12_signature(
@@ -538,7 +562,7 @@ impl ClientCertVerifier for RaTlsClientVerifier {
         _cert: &CertificateDer<'_>,
         _dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        Err(self.outcome.fail(RatlsError::Tls12Rejected))
+        Err(self.0.reject_tls12())
     }
 
     fn verify_tls13_signature(
@@ -547,12 +571,11 @@ impl ClientCertVerifier for RaTlsClientVerifier {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.outcome
-            .verify_signature(&self.algorithms, message, cert, dss)
+        self.0.verify_tls13_signature(message, cert, dss)
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.algorithms.supported_schemes()
+        self.0.supported_verify_schemes()
     }
 }
 
