@@ -274,48 +274,7 @@ pub fn verify_consistency(
         path.push(*old_root);
     }
     path.extend_from_slice(proof);
-    let mut f_n = old_size - 1;
-    let mut s_n = new_size - 1;
-    while f_n & 1 == 1 {
-        f_n >>= 1;
-        s_n >>= 1;
-    }
-    let (first, rest) = match path.split_first() {
-        Some(x) => x,
-        None => {
-            return Err(Error::ProofTooShort { got: 0, want: 1 });
-        }
-    };
-    let mut fr = *first;
-    let mut sr = *first;
-    for c in rest {
-        if s_n == 0 {
-            return Err(Error::ProofTooLong {
-                got: proof.len(),
-                want,
-            });
-        }
-        if f_n & 1 == 1 || f_n == s_n {
-            fr = node_hash(c, &fr);
-            sr = node_hash(c, &sr);
-            if f_n & 1 == 0 {
-                while f_n & 1 == 0 && f_n != 0 {
-                    f_n >>= 1;
-                    s_n >>= 1;
-                }
-            }
-        } else {
-            sr = node_hash(&sr, c);
-        }
-        f_n >>= 1;
-        s_n >>= 1;
-    }
-    if s_n != 0 {
-        return Err(Error::ProofTooShort {
-            got: proof.len(),
-            want,
-        });
-    }
+    let (fr, sr) = consistency_walk(old_size, new_size, &path, proof.len(), want)?;
     if fr != *old_root {
         return Err(Error::ConsistencyOldRootMismatch);
     }
@@ -346,18 +305,39 @@ pub fn old_root_from_consistency(
     }
     let want = consistency_proof_len(old_size, new_size);
     check_len(proof.len(), want)?;
+    let (fr, sr) = consistency_walk(old_size, new_size, proof, proof.len(), want)?;
+    if sr != *new_root {
+        return Err(Error::ConsistencyNewRootMismatch);
+    }
+    Ok(fr)
+}
+
+/// The hash walk of RFC 9162 §2.1.4.2 steps 3-6 over `path` (the proof, preceded by
+/// the old root when `old_size` is a power of two): returns the old and new roots the
+/// path implies. `got`/`want` are the proof's length and the length it must have, for
+/// the errors; the callers check lengths first, so the guards here only fail closed.
+fn consistency_walk(
+    old_size: u64,
+    new_size: u64,
+    path: &[Hash],
+    got: usize,
+    want: usize,
+) -> Result<(Hash, Hash), Error> {
     let mut f_n = old_size - 1;
     let mut s_n = new_size - 1;
     while f_n & 1 == 1 {
         f_n >>= 1;
         s_n >>= 1;
     }
-    let (first, rest) = proof
+    let (first, rest) = path
         .split_first()
-        .ok_or(Error::ProofTooShort { got: 0, want })?;
+        .ok_or(Error::ProofTooShort { got, want })?;
     let mut fr = *first;
     let mut sr = *first;
     for c in rest {
+        if s_n == 0 {
+            return Err(Error::ProofTooLong { got, want });
+        }
         if f_n & 1 == 1 || f_n == s_n {
             fr = node_hash(c, &fr);
             sr = node_hash(c, &sr);
@@ -373,10 +353,10 @@ pub fn old_root_from_consistency(
         f_n >>= 1;
         s_n >>= 1;
     }
-    if sr != *new_root {
-        return Err(Error::ConsistencyNewRootMismatch);
+    if s_n != 0 {
+        return Err(Error::ProofTooShort { got, want });
     }
-    Ok(fr)
+    Ok((fr, sr))
 }
 
 /// A half-open range `[start, end)` of leaf indices naming the subtree whose hash
