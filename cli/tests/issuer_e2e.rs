@@ -5,10 +5,11 @@
 //! checked for tokens, blinded elements and the account credential.
 #![allow(clippy::unwrap_used)]
 
-use std::io::{BufRead, BufReader};
-use std::net::SocketAddr;
+mod common;
+
+use common::{confide, now, start};
+
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
 
 use base64::Engine as _;
 use confide_ohttp::bhttp::Request;
@@ -20,60 +21,6 @@ use confide_tokens::{IssuerKeySet, TokenType};
 
 const ISSUER: &str = "issuer.confide.test";
 const ORIGIN: &str = "gateway.confide.test";
-
-struct Proc(Child);
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn confide(args: &[&str]) -> String {
-    let out = Command::new(env!("CARGO_BIN_EXE_confide"))
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "confide {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
-}
-
-/// Start `confide ARGS` with trace logging into `log`, and read its "listening on" line.
-fn start(args: &[&str], log: &Path) -> (Proc, SocketAddr) {
-    let mut proc_ = Proc(
-        Command::new(env!("CARGO_BIN_EXE_confide"))
-            .args(args)
-            .env("RUST_LOG", "trace")
-            .stdout(Stdio::piped())
-            .stderr(std::fs::File::create(log).unwrap())
-            .spawn()
-            .unwrap(),
-    );
-    let mut reader = BufReader::new(proc_.0.stdout.take().unwrap());
-    let mut line = String::new();
-    loop {
-        line.clear();
-        assert!(
-            reader.read_line(&mut line).unwrap() > 0,
-            "{args:?} exited before listening"
-        );
-        if let Some(a) = line.trim().strip_prefix("listening on ") {
-            let a = a.trim_start_matches("http://").to_owned();
-            return (proc_, a.parse().unwrap());
-        }
-    }
-}
-
-fn now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
-}
 
 fn pin(dir: &Path, url: &str, token_type: TokenType) -> IssuerPin {
     // The pinned key ids come from the operator's configuration (here: computed from the

@@ -4,63 +4,15 @@
 //! trace log never carries a blinded element, a response or a credential.
 #![allow(clippy::unwrap_used)]
 
-use std::io::{BufRead, BufReader};
-use std::net::SocketAddr;
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
+mod common;
+
+use common::{confide, now, start};
+
+use std::process::Command;
 
 use base64::Engine as _;
 use confide_tokens::keys::ChallengeConfig;
 use confide_tokens::{IssuerDirectory, TokenType};
-
-struct Proc(Child);
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn confide(args: &[&str]) -> String {
-    let out = Command::new(env!("CARGO_BIN_EXE_confide"))
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "confide {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
-}
-
-fn start(args: &[&str], log: &Path) -> (Proc, SocketAddr) {
-    let mut proc_ = Proc(
-        Command::new(env!("CARGO_BIN_EXE_confide"))
-            .args(args)
-            .env("RUST_LOG", "trace")
-            .stdout(Stdio::piped())
-            .stderr(std::fs::File::create(log).unwrap())
-            .spawn()
-            .unwrap(),
-    );
-    let mut reader = BufReader::new(proc_.0.stdout.take().unwrap());
-    let mut line = String::new();
-    reader.read_line(&mut line).unwrap();
-    let a = line
-        .trim()
-        .strip_prefix("listening on http://")
-        .unwrap_or_else(|| panic!("{line}"))
-        .to_owned();
-    (proc_, a.parse().unwrap())
-}
-
-fn now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
-}
 
 async fn post(url: &str, auth: Option<&str>, ct: &str, body: Vec<u8>) -> (u16, String, Vec<u8>) {
     let mut req = reqwest::Client::new()
