@@ -1,10 +1,13 @@
 //! The OHTTP gateway (operator): decapsulates, redeems tokens, routes sessions.
 //!
 //! Outer resources (reached by relays):
-//! - `POST /gateway`: `message/ohttp-req` → `message/ohttp-res` (RFC 9458 §4-§5), and
-//!   `message/ohttp-chunked-req` → `message/ohttp-chunked-res`
-//!   (draft-ietf-ohai-chunked-ohttp), the latter streamed chunk by chunk.
-//! - `GET /ohttp-keys`: `application/ohttp-keys` (RFC 9458 §3.2), current key first.
+//! - `POST /gateway` and `POST /.well-known/ohttp-gateway` (RFC 9540 §4, the path a
+//!   standard relay appends to a gateway origin): `message/ohttp-req` →
+//!   `message/ohttp-res` (RFC 9458 §4-§5), and `message/ohttp-chunked-req` →
+//!   `message/ohttp-chunked-res` (draft-ietf-ohai-chunked-ohttp), the latter streamed
+//!   chunk by chunk.
+//! - `GET /ohttp-keys` and `GET /.well-known/ohttp-gateway` (RFC 9540 §5):
+//!   `application/ohttp-keys` (RFC 9458 §3.2), current key first.
 //!
 //! Errors before decapsulation are unencapsulated RFC 9457 problems (RFC 9458 §5.2);
 //! an unknown key or unsupported algorithm is the `ohttp-key` problem type (§5.3) so
@@ -43,6 +46,10 @@ pub use replay::ReplayCache;
 
 /// The IANA problem type for key configuration problems (RFC 9458 §5.3, §9.5).
 pub const OHTTP_KEY_PROBLEM: &str = "https://iana.org/assignments/http-problem-types#ohttp-key";
+/// The RFC 9540 well-known gateway resource (§4: where requests go; §5: where key
+/// configurations are fetched): `GET` answers the key configurations,
+/// `POST` takes encapsulated requests.
+pub const WELL_KNOWN_PATH: &str = "/.well-known/ohttp-gateway";
 /// The IANA problem type for a clock difference (RFC 9458 §6.5.2, §9.4).
 pub const DATE_PROBLEM: &str = "https://iana.org/assignments/http-problem-types#date";
 
@@ -139,11 +146,14 @@ impl Gateway {
         self
     }
 
-    /// The outer HTTP router.
+    /// The outer HTTP router. Both the historical paths and the RFC 9540 well-known
+    /// resource are served, so a relay that forwards to a configured full URL and a
+    /// standard relay that appends `/.well-known/ohttp-gateway` to the origin both work.
     pub fn router(self) -> Router {
         Router::new()
             .route("/gateway", post(gateway))
             .route("/ohttp-keys", get(ohttp_keys))
+            .route(WELL_KNOWN_PATH, get(ohttp_keys).post(gateway))
             .with_state(Arc::new(self))
     }
 }
@@ -417,13 +427,22 @@ impl Responder {
         let fields = response_fields(&parts.headers);
         match self {
             Responder::Plain(sr) => {
+                // A plain answer to a streamed resource (a relay without chunked OHTTP,
+                // ADR 0402) is collected whole; a stream cut by the node is not "too large".
                 let collected = match Limited::new(body, max_body).collect().await {
                     Ok(c) => c,
-                    Err(_) => {
+                    Err(e) if e.is::<http_body_util::LengthLimitError>() => {
                         return inner::problem(
                             StatusCode::BAD_GATEWAY,
                             "response-too-large",
                             "inner response too large",
+                        );
+                    }
+                    Err(_) => {
+                        return inner::problem(
+                            StatusCode::BAD_GATEWAY,
+                            "inner-response-failed",
+                            "the inner response ended with an error",
                         );
                     }
                 };

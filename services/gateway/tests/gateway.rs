@@ -44,15 +44,27 @@ impl TokenGate for OneGoodToken {
 fn router(config: GatewayConfig) -> axum::Router {
     let tokens: Arc<dyn TokenGate> = Arc::new(OneGoodToken(std::sync::Mutex::new(false)));
     // A streaming inner resource, standing in for the node's session routes.
-    let streaming = axum::Router::new().route(
-        "/v1/test-stream",
-        post(|| async {
-            let parts = futures::stream::iter(
-                ["one ", "two ", "three"].map(|s| Ok::<_, std::io::Error>(s.to_owned())),
-            );
-            Body::from_stream(parts)
-        }),
-    );
+    let streaming = axum::Router::new()
+        .route(
+            "/v1/test-stream",
+            post(|| async {
+                let parts = futures::stream::iter(
+                    ["one ", "two ", "three"].map(|s| Ok::<_, std::io::Error>(s.to_owned())),
+                );
+                Body::from_stream(parts)
+            }),
+        )
+        // A node whose stream breaks after the first piece.
+        .route(
+            "/v1/test-broken",
+            post(|| async {
+                let parts = futures::stream::iter([
+                    Ok("one ".to_owned()),
+                    Err(std::io::Error::other("node went away")),
+                ]);
+                Body::from_stream(parts)
+            }),
+        );
     Gateway::new(ring(), config, Some(tokens))
         .with_inner_routes(streaming)
         .router()
@@ -77,7 +89,11 @@ async fn key_config(r: &axum::Router) -> KeyConfig {
 }
 
 fn post_gateway(media: &str, body: Vec<u8>, peer: &str) -> http::Request<Body> {
-    let mut req = http::Request::post("/gateway")
+    post_to("/gateway", media, body, peer)
+}
+
+fn post_to(path: &str, media: &str, body: Vec<u8>, peer: &str) -> http::Request<Body> {
+    let mut req = http::Request::post(path)
         .header("content-type", media)
         .body(Body::from(body))
         .unwrap();
@@ -399,4 +415,124 @@ async fn chunked_response_streams_the_inner_body() {
         .collect();
     assert_eq!(text, b"one two three");
     assert!(matches!(events.last(), Some(StreamEvent::End(_))));
+}
+
+async fn get_bytes(r: &axum::Router, path: &str) -> (StatusCode, String, Vec<u8>) {
+    let resp = r
+        .clone()
+        .oneshot(http::Request::get(path).body(Body::empty()).unwrap())
+        .await
+        .unwrap();
+    let status = resp.status();
+    let ctype = resp
+        .headers()
+        .get("content-type")
+        .map(|v| v.to_str().unwrap().to_owned())
+        .unwrap_or_default();
+    let body = resp
+        .into_body()
+        .collect()
+        .await
+        .unwrap()
+        .to_bytes()
+        .to_vec();
+    (status, ctype, body)
+}
+
+/// RFC 9540 §4-§5: a standard relay appends `/.well-known/ohttp-gateway` to the gateway's
+/// origin, and key configurations are fetched from the same resource. It must behave
+/// exactly like the historical paths, including the plain-message answer to a request for
+/// a streamed resource (what a relay without chunked OHTTP gets).
+#[tokio::test]
+async fn rfc9540_well_known_resource_serves_keys_and_requests() {
+    let r = router(GatewayConfig::default());
+    let (status, ctype, well_known) = get_bytes(&r, "/.well-known/ohttp-gateway").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(ctype, "application/ohttp-keys");
+    let (_, _, legacy) = get_bytes(&r, "/ohttp-keys").await;
+    assert_eq!(well_known, legacy, "one key list, two paths");
+    let cfg = KeyConfig::decode_list(&well_known).unwrap()[0].clone();
+
+    // A plain RFC 9458 request to a resource the node would stream: one whole answer.
+    let req = Request::new("POST", "https", "gateway", "/v1/test-stream");
+    let (enc, pending) = ClientRequest::new(&cfg)
+        .unwrap()
+        .encapsulate(&req.encode(), &mut OsRng)
+        .unwrap();
+    let resp = r
+        .clone()
+        .oneshot(post_to(
+            "/.well-known/ohttp-gateway",
+            "message/ohttp-req",
+            enc,
+            "10.0.0.1:1",
+        ))
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert_eq!(resp.headers()["content-type"], "message/ohttp-res");
+    let body = resp.into_body().collect().await.unwrap().to_bytes();
+    let answer = Response::decode(&pending.decapsulate(&body).unwrap()).unwrap();
+    assert_eq!(answer.status, 200);
+    assert_eq!(answer.content, b"one two three");
+
+    // The same negatives as `/gateway`.
+    let resp = r
+        .clone()
+        .oneshot(post_to(
+            "/.well-known/ohttp-gateway",
+            "text/plain",
+            vec![0; 64],
+            "10.0.0.1:1",
+        ))
+        .await
+        .unwrap();
+    assert_eq!(
+        problem_type(resp).await,
+        (
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "urn:confide:problem:unsupported-media-type".into()
+        )
+    );
+    let resp = r
+        .clone()
+        .oneshot(
+            http::Request::put("/.well-known/ohttp-gateway")
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::METHOD_NOT_ALLOWED);
+}
+
+/// A plain answer to a streamed resource is collected whole (ADR 0402); when the node's
+/// stream breaks part-way, the problem says so rather than "too large", and no partial
+/// answer is sealed.
+#[tokio::test]
+async fn a_broken_inner_stream_collected_for_a_plain_answer_is_named() {
+    let r = router(GatewayConfig::default());
+    let cfg = key_config(&r).await;
+    let req = Request::new("POST", "https", "gateway", "/v1/test-broken");
+    let (enc, _pending) = ClientRequest::new(&cfg)
+        .unwrap()
+        .encapsulate(&req.encode(), &mut OsRng)
+        .unwrap();
+    let resp = r
+        .clone()
+        .oneshot(post_to(
+            "/.well-known/ohttp-gateway",
+            "message/ohttp-req",
+            enc,
+            "10.0.0.1:1",
+        ))
+        .await
+        .unwrap();
+    assert_eq!(
+        problem_type(resp).await,
+        (
+            StatusCode::BAD_GATEWAY,
+            "urn:confide:problem:inner-response-failed".into()
+        )
+    );
 }
