@@ -24,6 +24,30 @@ pub enum LedgerCmd {
     Proof(ProofArgs),
     /// Verify a bundle offline, as a device does.
     Verify(VerifyArgs),
+    /// Write a checked static mirror (checkpoint, tiles, entry bundles, `_headers`) to a
+    /// directory any static web server, CDN or object store can serve. Run it again to
+    /// bring the mirror forward; a ledger that forked or rolled back is refused.
+    Export(ExportArgs),
+}
+
+/// Arguments of `confide ledger export`.
+#[derive(Debug, clap::Args)]
+pub struct ExportArgs {
+    /// Base URL of the ledger (or of another mirror) to copy from.
+    #[arg(long)]
+    pub ledger: String,
+    /// The mirror directory (created if missing; an earlier export there is extended).
+    #[arg(long, visible_alias = "out")]
+    pub dir: PathBuf,
+    /// The ledger's verifier key: verify the checkpoint's signature before mirroring.
+    #[arg(long)]
+    pub ledger_key: Option<String>,
+    /// Witness key (repeatable), with --ledger-key.
+    #[arg(long = "witness-key", requires = "ledger_key")]
+    pub witness_keys: Vec<String>,
+    /// Witness cosignatures required, with --ledger-key.
+    #[arg(long, default_value_t = 0, requires = "ledger_key")]
+    pub quorum: usize,
 }
 
 /// Arguments of `confide ledger verify`.
@@ -180,6 +204,27 @@ pub async fn run(cmd: LedgerCmd) -> anyhow::Result<ExitCode> {
                 (None, None) => anyhow::bail!("give --entry or --raw"),
             };
             submit(&a.ledger, &key, &bytes).await
+        }
+        LedgerCmd::Export(a) => {
+            let client = LedgerClient::new(&a.ledger)?;
+            let trust = match &a.ledger_key {
+                Some(lk) => Some(LedgerTrust::new(lk, &a.witness_keys, a.quorum)?),
+                None => None,
+            };
+            std::fs::create_dir_all(&a.dir)
+                .with_context(|| format!("cannot create {}", a.dir.display()))?;
+            let s = confide_ledger::mirror::export(&client, &a.dir, trust.as_ref())
+                .await
+                .context("mirror not updated")?;
+            println!(
+                "mirrored size {} (was {}): {} tiles written, {} unchanged, in {}",
+                s.size,
+                s.previous_size,
+                s.tiles_written,
+                s.tiles_unchanged,
+                a.dir.display()
+            );
+            Ok(ExitCode::SUCCESS)
         }
         LedgerCmd::Proof(a) => {
             let client = LedgerClient::new(&a.ledger)?;

@@ -11,11 +11,14 @@
 //! - [`client`]: what clients, nodes and monitors use: fetch the checkpoint and tiles,
 //!   build RFC 9162 inclusion and consistency proofs from tiles, build stapleable
 //!   [`confide_release::Bundle`]s, submit signed adds.
+//! - [`mirror`]: write a checked static copy of the tiles and checkpoint for any static
+//!   web server, CDN or object store (`confide ledger export`).
 //!
 //! See `docs/ledger.md` for the operator's view and the on-disk format.
 
 pub mod auth;
 pub mod client;
+pub mod mirror;
 pub mod server;
 pub mod store;
 
@@ -61,6 +64,22 @@ pub enum Error {
     /// The sequencer stopped (storage failure) and the ledger no longer accepts adds.
     #[error("the ledger stopped accepting entries after a storage failure")]
     Stopped,
+    /// Mirroring: the ledger serves a smaller tree than the mirror already holds.
+    #[error(
+        "the ledger's checkpoint (size {ledger}) is older than the mirrored one (size {mirrored})"
+    )]
+    MirrorRollback {
+        /// Size the mirror holds.
+        mirrored: u64,
+        /// Size the ledger serves now.
+        ledger: u64,
+    },
+    /// Mirroring: the ledger's tree does not extend what the mirror published.
+    #[error("the ledger does not extend the mirrored log: {0}")]
+    MirrorFork(String),
+    /// Mirroring: tiles and checkpoint disagree.
+    #[error("the ledger's tiles do not match its checkpoint: {0}")]
+    TileMismatch(String),
     /// Serving failed.
     #[error("server: {0}")]
     Serve(String),
