@@ -151,6 +151,14 @@ pub async fn print_stream(mut s: TextStream) -> Result<(), Error> {
                     r.platform, r.ledger_index
                 );
             }
+            Event::Unstreamed => {
+                progress.stop();
+                eprintln!(
+                    "notice: the relay does not forward streamed (chunked OHTTP) requests; \
+                     the answer arrives in one piece when the node has finished it"
+                );
+                progress = Progress::start("waiting for the whole answer");
+            }
             Event::Text(t) => {
                 progress.stop();
                 let _ = out.write_all(t.as_bytes());

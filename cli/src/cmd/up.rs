@@ -659,6 +659,8 @@ impl Stack {
         write_secret(&dir.join("account.secret"), &credential)?;
         let endpoints = confide_sdk::config::Endpoints {
             relay: relay_url,
+            // Our relay forwards chunked OHTTP; `auto` would find that out anyway.
+            relay_mode: confide_sdk::wire::RelayMode::Auto,
             // No key-config host: the device takes the gateway's key configs from the
             // ledger, which logs them, so it never contacts the gateway directly.
             key_config_host: None,

@@ -42,7 +42,7 @@ use crate::config::ClientConfig;
 use crate::error::{Check, Error, Party};
 use crate::ledger::{LedgerView, load_last_seen, store_last_seen};
 use crate::verify::{Findings, PolicyEvidence, SharedFindings, ViewInclusion, classify};
-use crate::wire::{self, LoggedKeyConfig, WireClient, WireError};
+use crate::wire::{self, LoggedKeyConfig, RelayState, WireClient, WireError};
 
 /// Header carrying the gateway's opaque session id.
 pub const SESSION_ID_HEADER: &str = "confide-session-id";
@@ -116,6 +116,10 @@ pub struct VerificationReport {
 pub enum Event {
     /// The previous session was lost; a new node was verified and the request resent.
     Reattested(Box<VerificationReport>),
+    /// The relay does not forward chunked OHTTP (`relay_mode = "plain"`, or a `415` seen
+    /// in `auto` mode): this answer arrives in one piece once the node has finished it,
+    /// instead of token by token. Sent before the answer's text.
+    Unstreamed,
     /// Generated text, in order.
     Text(Zeroizing<String>),
     /// The end: why generation stopped.
@@ -156,6 +160,9 @@ struct Inner {
     http: reqwest::Client,
     trust: LedgerTrust,
     tokens: Arc<dyn TokenSource>,
+    /// What was learnt about the relay (whether it forwards chunked OHTTP); outlives
+    /// sessions, so a `415` is paid once per client.
+    relay: RelayState,
     state: tokio::sync::Mutex<State>,
 }
 
@@ -274,6 +281,7 @@ impl Client {
                 http,
                 trust,
                 tokens,
+                relay: RelayState::default(),
                 state: tokio::sync::Mutex::new(State {
                     wire: None,
                     session: None,
@@ -420,7 +428,8 @@ impl Inner {
         };
         let key = wire::check_logged(&offered, &logged, now_s)
             .map_err(|e| wire_error(e, Party::KeyConfigHost, source))?;
-        let client = WireClient::new(self.http.clone(), cfg.endpoints.relay.clone(), key.clone());
+        let client = WireClient::new(self.http.clone(), cfg.endpoints.relay.clone(), key.clone())
+            .with_relay_mode(cfg.endpoints.relay_mode, self.relay.clone());
         st.wire = Some((client, key));
         Ok(Arc::new(view))
     }
@@ -586,7 +595,7 @@ impl Inner {
         let auth = self.token().await?;
         let path = format!("/v1/sessions/{}", s.id);
         let mut resp = match wire
-            .send_streaming(&Self::inner_request(&path, Some(auth), out))
+            .send_for_stream(&Self::inner_request(&path, Some(auth), out))
             .await
         {
             Ok(r) => r,
@@ -597,6 +606,9 @@ impl Inner {
             let body = resp.collect(16 * 1024).await.unwrap_or_default();
             let problem = problem_name(&body);
             return inner_status_error(status, problem.as_deref()).map(|Lost| Outcome::Lost);
+        }
+        if !resp.is_streamed() && tx.send(Ok(Event::Unstreamed)).await.is_err() {
+            return Ok(Outcome::Abandoned);
         }
         let mut sent_text = false;
         loop {

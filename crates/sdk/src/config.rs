@@ -7,6 +7,8 @@
 //! [endpoints]
 //! relay = "http://127.0.0.1:7001/"               # OHTTP relay (RFC 9458 §2: the only
 //!                                                # party the device talks to for requests)
+//! # relay_mode = "auto"                          # "chunked" | "plain": does the relay
+//!                                                # forward chunked OHTTP? (wire::RelayMode)
 //! # key_config_host = "https://cdn.example/ohttp-keys"  # optional mirror (see Endpoints)
 //! issuer = "http://127.0.0.1:7003/"              # Privacy Pass issuer (RFC 9578)
 //! ledger = "http://127.0.0.1:7004/"              # tlog-tiles ledger (C2SP tlog-tiles)
@@ -97,6 +99,12 @@ pub enum ConfigError {
         /// The file.
         path: PathBuf,
     },
+    /// `endpoints.relay_mode` is not one of the known modes.
+    #[error("{path}: endpoints.relay_mode must be \"auto\", \"chunked\" or \"plain\"")]
+    BadRelayMode {
+        /// The file.
+        path: PathBuf,
+    },
     /// The account credential is empty.
     #[error("{path}: the account credential is empty")]
     EmptyCredential {
@@ -118,6 +126,8 @@ pub enum ConfigError {
 pub struct Endpoints {
     /// The OHTTP relay: encapsulated requests are POSTed here.
     pub relay: String,
+    /// Whether the relay forwards chunked OHTTP (streamed answers); `auto` finds out.
+    pub relay_mode: crate::wire::RelayMode,
     /// An optional key-config host (a CDN mirror of the gateway's `application/ohttp-keys`,
     /// RFC 9458 §3). Never the gateway itself: a fetch there would show the gateway the
     /// device's address just before its session opens. Without it the SDK takes the key
@@ -203,6 +213,7 @@ struct RawConfig {
 #[serde(deny_unknown_fields)]
 struct RawEndpoints {
     relay: String,
+    relay_mode: Option<String>,
     key_config_host: Option<String>,
     issuer: String,
     ledger: String,
@@ -320,6 +331,14 @@ impl ClientConfig {
         };
         let endpoints = Endpoints {
             relay: check("relay", raw.endpoints.relay)?,
+            relay_mode: match raw.endpoints.relay_mode.as_deref() {
+                None => crate::wire::RelayMode::Auto,
+                Some(m) => {
+                    crate::wire::RelayMode::parse(m).ok_or_else(|| ConfigError::BadRelayMode {
+                        path: path.to_owned(),
+                    })?
+                }
+            },
             key_config_host: raw
                 .endpoints
                 .key_config_host
@@ -436,6 +455,12 @@ pub fn render(
     );
     let mut e = toml::Table::new();
     e.insert("relay".into(), endpoints.relay.clone().into());
+    if endpoints.relay_mode != crate::wire::RelayMode::Auto {
+        e.insert(
+            "relay_mode".into(),
+            endpoints.relay_mode.as_str().to_owned().into(),
+        );
+    }
     if let Some(host) = &endpoints.key_config_host {
         e.insert("key_config_host".into(), host.clone().into());
     }
@@ -598,6 +623,7 @@ key_ids = ["0101010101010101010101010101010101010101010101010101010101010101"]
     fn render_roundtrips() {
         let e = Endpoints {
             relay: "http://127.0.0.1:1/".into(),
+            relay_mode: crate::wire::RelayMode::Plain,
             key_config_host: Some("http://127.0.0.1:2/ohttp-keys".into()),
             issuer: "http://127.0.0.1:3/".into(),
             ledger: "http://127.0.0.1:4/".into(),
@@ -637,6 +663,28 @@ key_ids = ["0101010101010101010101010101010101010101010101010101010101010101"]
             load(&base(good_acct, good_trust).replace("http://127.0.0.1:7001/", "ftp://x/")),
             Err(ConfigError::BadEndpoint { name: "relay", .. })
         ));
+        let with_mode = |m: &str| {
+            base(good_acct, good_trust).replace(
+                "relay = \"http://127.0.0.1:7001/\"",
+                &format!("relay = \"http://127.0.0.1:7001/\"\nrelay_mode = \"{m}\""),
+            )
+        };
+        assert!(matches!(
+            load(&with_mode("streaming")),
+            Err(ConfigError::BadRelayMode { .. })
+        ));
+        assert_eq!(
+            load(&with_mode("plain")).unwrap().endpoints.relay_mode,
+            crate::wire::RelayMode::Plain
+        );
+        assert_eq!(
+            load(&base(good_acct, good_trust))
+                .unwrap()
+                .endpoints
+                .relay_mode,
+            crate::wire::RelayMode::Auto,
+            "auto when unset"
+        );
         assert!(matches!(
             load(&base(good_acct, good_trust).replace("https://ledger.example/log/", "https:///")),
             Err(ConfigError::BadEndpoint { name: "ledger", .. })

@@ -12,6 +12,8 @@
 //! key cannot also have logged it without every monitor seeing it.
 
 use std::collections::VecDeque;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use confide_ohttp::bhttp::{self, Fields, ResponseStream, StreamEvent};
 use confide_ohttp::{
@@ -107,8 +109,14 @@ async fn status_error(resp: reqwest::Response) -> WireError {
     WireError::Status { status, problem }
 }
 
-/// Fetch `application/ohttp-keys` from a key-config host (or the gateway's
-/// `/ohttp-keys`). The result is not yet trusted: pass it to [`check_logged`].
+/// Media types accepted for a key-config document: the registered one, and what a plain
+/// static file server or object store labels a file it has no type for. The label proves
+/// nothing either way; the bytes are used only if [`check_logged`] finds them in the
+/// ledger, so a mirror needs no special configuration to serve them.
+const KEY_DOC_MEDIA_TYPES: [&str; 3] = [KEYS_MEDIA_TYPE, "application/octet-stream", ""];
+
+/// Fetch `application/ohttp-keys` from a key-config host (a CDN or static mirror, or the
+/// gateway's `/ohttp-keys`). The result is not yet trusted: pass it to [`check_logged`].
 pub async fn fetch_key_configs(
     http: &reqwest::Client,
     url: &str,
@@ -118,7 +126,7 @@ pub async fn fetch_key_configs(
         return Err(status_error(resp).await);
     }
     let mt = media_type(&resp);
-    if mt != KEYS_MEDIA_TYPE {
+    if !KEY_DOC_MEDIA_TYPES.contains(&mt.as_str()) {
         return Err(WireError::MediaType(mt));
     }
     let body = read_limited(resp, MAX_KEYS_DOC).await?;
@@ -210,6 +218,59 @@ pub fn logged_key_configs(
     out
 }
 
+/// Whether the relay forwards chunked OHTTP (`message/ohttp-chunked-req`), which a
+/// streamed answer needs. RFC 9458 relays need only forward `message/ohttp-req`; many
+/// deployed ones (payjoin's `ohttp-relay`, for one) refuse anything else with `415`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum RelayMode {
+    /// Try chunked OHTTP; on a `415` answer, switch to plain messages for the rest of
+    /// this client's life (detected once, then remembered).
+    #[default]
+    Auto,
+    /// The relay forwards chunked OHTTP: answers stream piece by piece. A `415` is an
+    /// error.
+    Chunked,
+    /// Plain RFC 9458 messages only: each answer arrives whole, once the node has
+    /// finished it.
+    Plain,
+}
+
+impl RelayMode {
+    /// The configuration-file spelling: `auto`, `chunked`, `plain`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RelayMode::Auto => "auto",
+            RelayMode::Chunked => "chunked",
+            RelayMode::Plain => "plain",
+        }
+    }
+
+    /// Parse the configuration-file spelling.
+    pub fn parse(s: &str) -> Option<RelayMode> {
+        match s {
+            "auto" => Some(RelayMode::Auto),
+            "chunked" => Some(RelayMode::Chunked),
+            "plain" => Some(RelayMode::Plain),
+            _ => None,
+        }
+    }
+}
+
+/// What was learnt about the relay, shared by every [`WireClient`] a client makes (they
+/// are rebuilt per session, the relay is not).
+#[derive(Debug, Clone, Default)]
+pub struct RelayState(Arc<AtomicBool>);
+
+impl RelayState {
+    /// Whether a `415` has shown that the relay refuses chunked requests.
+    pub fn plain_only(&self) -> bool {
+        self.0.load(Ordering::Relaxed)
+    }
+    fn mark_plain_only(&self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
+}
+
 /// Sends Binary HTTP requests through a relay to the gateway.
 #[derive(Debug, Clone)]
 pub struct WireClient {
@@ -217,6 +278,8 @@ pub struct WireClient {
     relay: String,
     config: KeyConfig,
     max_response: usize,
+    mode: RelayMode,
+    learnt: RelayState,
 }
 
 impl WireClient {
@@ -227,7 +290,17 @@ impl WireClient {
             relay: relay_url.into(),
             config: key.config,
             max_response: 8 << 20,
+            mode: RelayMode::Auto,
+            learnt: RelayState::default(),
         }
+    }
+
+    /// Use `mode` for answers that stream, remembering what is learnt about the relay in
+    /// `learnt` (pass the same state to every client for the same relay).
+    pub fn with_relay_mode(mut self, mode: RelayMode, learnt: RelayState) -> Self {
+        self.mode = mode;
+        self.learnt = learnt;
+        self
     }
 
     /// A client with a key configuration that was NOT checked against the ledger. For
@@ -244,6 +317,8 @@ impl WireClient {
             relay: relay_url.into(),
             config,
             max_response: 8 << 20,
+            mode: RelayMode::Auto,
+            learnt: RelayState::default(),
         }
     }
 
@@ -337,6 +412,91 @@ impl WireClient {
             }
             Some(_) | None => Err(confide_ohttp::Error::Truncated("streamed response head").into()),
         }
+    }
+}
+
+/// An answer to [`WireClient::send_for_stream`]: streamed when the relay forwards
+/// chunked OHTTP, whole when it does not.
+#[derive(Debug)]
+pub enum Answer {
+    /// Chunked OHTTP: content arrives piece by piece. Boxed: it holds the decoder
+    /// state, much larger than a finished answer.
+    Streamed(Box<StreamingResponse>),
+    /// A plain RFC 9458 response: all content at once.
+    Whole {
+        /// The inner response status.
+        status: u16,
+        /// The content not yet handed out.
+        content: Option<Vec<u8>>,
+    },
+}
+
+impl Answer {
+    /// The inner response status.
+    pub fn status(&self) -> u16 {
+        match self {
+            Answer::Streamed(s) => s.status(),
+            Answer::Whole { status, .. } => *status,
+        }
+    }
+
+    /// Whether content arrives as it is produced.
+    pub fn is_streamed(&self) -> bool {
+        matches!(self, Answer::Streamed(_))
+    }
+
+    /// The next piece of content; `None` at the authenticated end.
+    pub async fn next_data(&mut self) -> Result<Option<Vec<u8>>, WireError> {
+        match self {
+            Answer::Streamed(s) => s.next_data().await,
+            Answer::Whole { content, .. } => Ok(content.take()),
+        }
+    }
+
+    /// The rest of the content in one buffer (bounded by `limit`).
+    pub async fn collect(self, limit: usize) -> Result<Vec<u8>, WireError> {
+        match self {
+            Answer::Streamed(s) => s.collect(limit).await,
+            Answer::Whole { content, .. } => {
+                let c = content.unwrap_or_default();
+                if c.len() > limit {
+                    return Err(WireError::TooLarge(limit));
+                }
+                Ok(c)
+            }
+        }
+    }
+}
+
+impl WireClient {
+    /// Send a request whose answer the caller wants streamed: as chunked OHTTP when the
+    /// relay forwards it, otherwise as one plain message (see [`RelayMode`]). In `Auto`
+    /// mode a `415` from the relay switches this and every later request to plain
+    /// messages; the refused request never reached the gateway, so resending the same
+    /// inner request (and the token in it) is safe.
+    pub async fn send_for_stream(&self, req: &bhttp::Request) -> Result<Answer, WireError> {
+        let plain = match self.mode {
+            RelayMode::Plain => true,
+            RelayMode::Chunked => false,
+            RelayMode::Auto => self.learnt.plain_only(),
+        };
+        if !plain {
+            match self.send_streaming(req).await {
+                Ok(s) => return Ok(Answer::Streamed(Box::new(s))),
+                Err(WireError::Status { status: 415, .. }) if self.mode == RelayMode::Auto => {
+                    tracing::info!(
+                        "the relay refuses chunked OHTTP (415); answers now arrive whole"
+                    );
+                    self.learnt.mark_plain_only();
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        let resp = self.send(req).await?;
+        Ok(Answer::Whole {
+            status: resp.status,
+            content: Some(resp.content),
+        })
     }
 }
 
