@@ -79,6 +79,12 @@ pub enum RatlsError {
     /// The platform attester failed to produce evidence.
     #[error("attester failed: {0}")]
     Attestation(#[source] ExternalError),
+    /// Signing with the certificate key failed.
+    #[error("signing with the certificate key failed")]
+    SigningFailed,
+    /// A signature by the certificate key (over a receipt) does not verify.
+    #[error("the signature does not verify with the certificate key")]
+    SignatureInvalid,
 
     // ---- certificate structure ----
     /// The certificate is not valid DER X.509.

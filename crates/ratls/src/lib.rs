@@ -28,6 +28,7 @@ mod config;
 mod error;
 mod node;
 mod report_data;
+mod signed;
 mod traits;
 mod verify;
 
@@ -37,6 +38,7 @@ pub use config::{
 pub use error::{ExternalError, RatlsError, ReportDataHalf};
 pub use node::{CertRefresher, GpuEvidence, NODE_SERVER_NAME, NodeCertResolver, NodeCredential};
 pub use report_data::report_data;
+pub use signed::{CredentialSnapshot, verify_certificate_signature};
 pub use traits::{
     Attester, CheckpointRef, EvidenceClaims, EvidenceVerifier, GpuEvidenceVerifier,
     InclusionVerifier, LedgerEntryClaims,

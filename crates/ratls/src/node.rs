@@ -207,6 +207,19 @@ impl NodeCertResolver {
         *self.current.write().unwrap_or_else(PoisonError::into_inner) = cred.certified_key();
     }
 
+    /// A resolver fixed to one certified key, whatever it holds (a snapshot of a node
+    /// credential, see [`crate::CredentialSnapshot::resolver`]; or, in tests, a
+    /// deliberately mismatched certificate and key).
+    pub fn from_certified_key(key: Arc<CertifiedKey>) -> Self {
+        Self {
+            current: RwLock::new(key),
+        }
+    }
+
+    pub(crate) fn current_key(&self) -> Arc<CertifiedKey> {
+        self.get()
+    }
+
     fn get(&self) -> Arc<CertifiedKey> {
         Arc::clone(&self.current.read().unwrap_or_else(PoisonError::into_inner))
     }

@@ -64,8 +64,10 @@ impl NodePolicy {
 
 /// Proof that a peer passed every RA-TLS check: certificate parsed, validity
 /// and freshness held, evidence verified and bound to the certificate key, the
-/// ledger bundle verified, evidence and ledger entry agree, and the TLS 1.3
-/// handshake signature verified with that same certificate key.
+/// ledger bundle verified, evidence and ledger entry agree, and a signature
+/// verified with that same certificate key: the TLS 1.3 handshake's
+/// CertificateVerify, or, from [`NodeVerifier::verify_signed`], a signature over
+/// data the node signed later (a processing receipt).
 ///
 /// Private fields; only this crate's verifiers construct it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -163,6 +165,15 @@ impl NodeVerifier {
     /// The policy in force.
     pub fn policy(&self) -> &NodePolicy {
         &self.policy
+    }
+
+    /// Every certificate-level check as of `at` (for [`NodeVerifier::verify_signed`]).
+    pub(crate) fn check_certificate_at(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        at: UnixTime,
+    ) -> Result<VerifiedNode, RatlsError> {
+        self.check_certificate(end_entity, &[], at).map(|c| c.node)
     }
 
     /// Every certificate-level check, in order of cost. The TLS signature is checked separately.

@@ -30,12 +30,13 @@
 
 mod error;
 mod frame;
+pub mod receipt;
 
 use std::collections::VecDeque;
 use std::io::{ErrorKind, Read, Write};
 use std::sync::Arc;
 
-use confide_ratls::rustls::pki_types::UnixTime;
+use confide_ratls::rustls::pki_types::{CertificateDer, UnixTime};
 use confide_ratls::rustls::{ClientConnection, Connection, ServerConfig, ServerConnection};
 use confide_ratls::{ManualClock, NodeCertResolver, NodeVerifier, PeerVerification, VerifiedNode};
 use zeroize::Zeroizing;
@@ -73,6 +74,8 @@ struct Engine {
     /// (a node serving anonymous devices).
     outcome: Option<PeerVerification>,
     peer: Option<VerifiedNode>,
+    /// The certificate the verified peer presented (receipts are signed with its key).
+    peer_cert: Option<CertificateDer<'static>>,
     established: bool,
     failed: bool,
     closed: bool,
@@ -96,6 +99,7 @@ impl Engine {
             clock,
             outcome,
             peer: None,
+            peer_cert: None,
             established: false,
             failed: false,
             closed: false,
@@ -158,13 +162,17 @@ impl Engine {
             return Ok(());
         }
         if let Some(outcome) = &self.outcome {
-            let node = self
+            let cert = self
                 .conn
                 .peer_certificates()
                 .and_then(|certs| certs.first())
-                .and_then(|cert| outcome.take_verified(cert));
+                .map(|c| c.clone().into_owned());
+            let node = cert.as_ref().and_then(|c| outcome.take_verified(c));
             match node {
-                Some(node) => self.peer = Some(node),
+                Some(node) => {
+                    self.peer = Some(node);
+                    self.peer_cert = cert;
+                }
                 None => return Err(self.fail(SessionError::PeerNotVerified)),
             }
         }
@@ -332,6 +340,15 @@ impl ClientEngine {
     pub fn verified_node(&self) -> Option<&VerifiedNode> {
         if self.engine.established {
             self.engine.peer.as_ref()
+        } else {
+            None
+        }
+    }
+
+    /// The certificate the verified node presented, once the session is established.
+    pub fn peer_certificate(&self) -> Option<&CertificateDer<'static>> {
+        if self.engine.established {
+            self.engine.peer_cert.as_ref()
         } else {
             None
         }

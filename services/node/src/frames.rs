@@ -109,6 +109,20 @@ pub struct EndInfo {
     /// The error kind, on failure.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<ErrorKind>,
+    /// On success: the processing receipt, signed with the session's attested
+    /// certificate key (`confide_session::receipt`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub receipt: Option<SignedReceipt>,
+}
+
+/// A receipt body and its signature, as the `End` frame carries them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SignedReceipt {
+    /// The canonical body (`confide_session::receipt::ReceiptBody::encode`).
+    pub body: String,
+    /// ECDSA P-256 SHA-256 signature over `body` by the certificate key, DER, hex.
+    pub signature: String,
 }
 
 impl EndInfo {
@@ -168,6 +182,7 @@ mod tests {
             finish: Some("stop".into()),
             completion_tokens: Some(5),
             error: None,
+            receipt: None,
         };
         assert_eq!(EndInfo::parse(ok.to_frame().payload()).unwrap(), ok);
         assert!(EndInfo::parse(br#"{"error":"free text"}"#).is_err());

@@ -27,7 +27,7 @@ pub mod node;
 pub mod server;
 
 pub use node::{BundleSource, EngineChoice, Measured, Node, NodeOptions, NodePlatform};
-pub use server::{NodeService, SESSION_ID_HEADER, ServiceSettings};
+pub use server::{NodeService, ReleaseFacts, SESSION_ID_HEADER, ServiceSettings};
 
 /// Everything that can go wrong in the node. Messages name what failed, never request
 /// content or secrets.

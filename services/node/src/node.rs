@@ -29,7 +29,7 @@ use crate::Error;
 use crate::adapters::EvidenceAttester;
 use crate::ledger::{Identity, ReleaseChoice, check_bundle_identity, fetch_bundle};
 use crate::measure::{NodeConfigDigest, measure_current_exe};
-use crate::server::{NodeService, ServiceSettings};
+use crate::server::{NodeService, ReleaseFacts, ServiceSettings};
 
 /// The TEE platform a node runs on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -384,14 +384,20 @@ impl Node {
         );
         let resolver = Arc::new(NodeCertResolver::new(&cred));
         let clock = ManualClock::new(tls_now());
-        let tls = server_config(Arc::clone(&resolver), Arc::clone(&clock)).map_err(Error::Tls)?;
+        // Fail at start, not at the first session, if the TLS configuration cannot be built.
+        server_config(Arc::clone(&resolver), Arc::clone(&clock)).map_err(Error::Tls)?;
         let service = NodeService::new(
-            tls,
+            Arc::clone(&resolver),
             clock,
             engine,
             opts.settings,
             opts.platform.name(),
             bundle.index,
+            ReleaseFacts {
+                measurement: measurement.clone(),
+                model_digest: Some(model_digest.to_vec()),
+                config_digest: Some(config_digest.to_vec()),
+            },
         );
         let mut tasks = vec![service.spawn_expiry()];
 

@@ -34,16 +34,17 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use confide_engine::features::{Limits, feature_params, suggest_prompt, summarize_prompt};
 use confide_engine::{Engine, EngineError, StreamEvent};
-use confide_ratls::ManualClock;
-use confide_ratls::rustls::ServerConfig;
 use confide_ratls::rustls::pki_types::UnixTime;
+use confide_ratls::{CredentialSnapshot, ManualClock, NodeCertResolver, server_config};
+use confide_session::receipt::{ReceiptBody, ResponseDigest, request_digest};
 use confide_session::{Frame, FrameKind, ServerEngine, SessionLimits};
 use confide_svc::problem::Problem;
 use futures::StreamExt as _;
 use http::{HeaderMap, StatusCode};
+use sha2::{Digest as _, Sha256};
 use tokio::sync::mpsc;
 
-use crate::frames::{AppRequest, EndInfo, ErrorKind, Feature, chunk};
+use crate::frames::{AppRequest, EndInfo, ErrorKind, Feature, SignedReceipt, chunk};
 
 /// Header carrying the gateway-chosen session id on `POST /sessions`.
 pub const SESSION_ID_HEADER: &str = "confide-session-id";
@@ -79,6 +80,22 @@ impl Default for ServiceSettings {
 
 struct Session {
     engine: ServerEngine,
+    /// The credential this session's handshake presented: receipts are signed with its
+    /// key, so they verify against the certificate the device checked even after the
+    /// node has refreshed its certificate.
+    signer: CredentialSnapshot,
+}
+
+/// What the node attests about itself, repeated in every receipt it signs (the device
+/// checks each value against the certificate it verified).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReleaseFacts {
+    /// The attested measurement.
+    pub measurement: Vec<u8>,
+    /// The model digest (as attested and listed).
+    pub model_digest: Option<Vec<u8>>,
+    /// The configuration digest (as attested and listed).
+    pub config_digest: Option<Vec<u8>>,
 }
 
 struct Entry {
@@ -89,8 +106,9 @@ struct Entry {
 
 /// The node's session table and engine.
 pub struct NodeService {
-    tls: Arc<ServerConfig>,
+    resolver: Arc<NodeCertResolver>,
     clock: Arc<ManualClock>,
+    release: ReleaseFacts,
     engine: Arc<dyn Engine>,
     settings: ServiceSettings,
     table: Mutex<HashMap<String, Entry>>,
@@ -168,19 +186,22 @@ fn engine_error_kind(e: &EngineError) -> ErrorKind {
 }
 
 impl NodeService {
-    /// A service answering with `tls` (the RA-TLS server configuration whose clock is
-    /// `clock`) and generating with `engine`.
+    /// A service presenting the credential `resolver` serves (refreshed by the node; each
+    /// session keeps the one its handshake used), with TLS time from `clock`, generating
+    /// with `engine`, and signing receipts that name `release`.
     pub fn new(
-        tls: Arc<ServerConfig>,
+        resolver: Arc<NodeCertResolver>,
         clock: Arc<ManualClock>,
         engine: Arc<dyn Engine>,
         settings: ServiceSettings,
         platform: &'static str,
         release_index: u64,
+        release: ReleaseFacts,
     ) -> Arc<Self> {
         Arc::new(Self {
-            tls,
+            resolver,
             clock,
+            release,
             engine,
             settings,
             table: Mutex::new(HashMap::new()),
@@ -201,6 +222,12 @@ impl NodeService {
             .route("/health", get(health))
             .layer(DefaultBodyLimit::max(MAX_BODY))
             .with_state(Arc::clone(self))
+    }
+
+    /// The credential resolver new sessions take their certificate from (the node's
+    /// refresh task installs each new credential here).
+    pub fn resolver(&self) -> &Arc<NodeCertResolver> {
+        &self.resolver
     }
 
     /// Records the ledger index of the release currently stapled (for `/health`).
@@ -252,8 +279,48 @@ impl NodeService {
         })
     }
 
-    async fn run_request(&self, payload: &[u8], conn: &mut ServerEngine, tx: &Sender) -> bool {
+    /// The signed receipt for an answer (see `confide_session::receipt`); `None` only if
+    /// the key cannot sign, which the device treats as a failed answer.
+    fn receipt(
+        &self,
+        signer: &CredentialSnapshot,
+        request: [u8; 32],
+        response: ResponseDigest,
+    ) -> Option<SignedReceipt> {
+        let body = ReceiptBody {
+            request_sha256: request,
+            response_sha256: response.finish(),
+            ledger_index: self.release_index.load(Ordering::Relaxed),
+            platform: self.platform.to_owned(),
+            measurement: self.release.measurement.clone(),
+            model_digest: self.release.model_digest.clone(),
+            config_digest: self.release.config_digest.clone(),
+            certificate_sha256: Sha256::digest(signer.certificate().as_ref()).into(),
+            time: now_tls().as_secs(),
+        }
+        .encode();
+        match signer.sign(body.as_bytes()) {
+            Ok(sig) => Some(SignedReceipt {
+                body,
+                signature: hex::encode(sig),
+            }),
+            Err(_) => {
+                tracing::warn!(event = "generation_failed", kind = "receipt");
+                None
+            }
+        }
+    }
+
+    async fn run_request(
+        &self,
+        payload: &[u8],
+        conn: &mut ServerEngine,
+        signer: &CredentialSnapshot,
+        tx: &Sender,
+    ) -> bool {
         let started = Instant::now();
+        let request = request_digest(payload);
+        let mut response = ResponseDigest::new();
         let req: AppRequest = match serde_json::from_slice(payload) {
             Ok(r) => r,
             Err(_) => {
@@ -309,7 +376,9 @@ impl NodeService {
             let frame = match ev {
                 Ok(StreamEvent::Text(t)) => {
                     pieces += 1;
-                    chunk(&t)
+                    let frame = chunk(&t);
+                    response.update(frame.payload());
+                    frame
                 }
                 Ok(StreamEvent::Done(c)) => {
                     tracing::info!(
@@ -319,10 +388,18 @@ impl NodeService {
                         ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
                         kind = c.finish_reason.as_str()
                     );
+                    let Some(receipt) = self.receipt(signer, request, response) else {
+                        return send(
+                            tx,
+                            seal(conn, &EndInfo::error(ErrorKind::Engine).to_frame()),
+                        )
+                        .await;
+                    };
                     let end = EndInfo {
                         finish: Some(c.finish_reason.as_str().to_owned()),
                         completion_tokens: c.completion_tokens,
                         error: None,
+                        receipt: Some(receipt),
                     };
                     return send(tx, seal(conn, &end.to_frame())).await;
                 }
@@ -396,9 +473,14 @@ async fn open_session(
             );
         }
     }
-    let engine = match ServerEngine::new(Arc::clone(&svc.tls), Arc::clone(&svc.clock), limits()) {
-        Ok(e) => e,
-        Err(_) => {
+    // This session presents, and later signs receipts with, the credential served now.
+    let signer = svc.resolver.snapshot();
+    let engine = match server_config(signer.resolver(), Arc::clone(&svc.clock))
+        .ok()
+        .and_then(|tls| ServerEngine::new(tls, Arc::clone(&svc.clock), limits()).ok())
+    {
+        Some(e) => e,
+        None => {
             return problem(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "node-busy",
@@ -406,7 +488,7 @@ async fn open_session(
             );
         }
     };
-    let mut s = Session { engine };
+    let mut s = Session { engine, signer };
     if s.engine.put_incoming(&body, now_tls()).is_err() {
         tracing::info!(event = "session_handshake_failed", kind = "tls");
         // The alert tells the client why; the session is not kept.
@@ -477,7 +559,11 @@ async fn continue_session(
     tokio::spawn(async move {
         if send(&tx, first).await {
             for payload in requests {
-                if !svc2.run_request(&payload, &mut guard.engine, &tx).await {
+                let session = &mut *guard;
+                if !svc2
+                    .run_request(&payload, &mut session.engine, &session.signer, &tx)
+                    .await
+                {
                     break;
                 }
             }

@@ -15,15 +15,17 @@ use confide_engine::{EmbeddedEngine, Engine, LoadOptions};
 use confide_node::adapters::EvidenceAttester;
 use confide_node::ledger::ReleaseChoice;
 use confide_node::{
-    BundleSource, EngineChoice, NodeOptions, NodePlatform, NodeService, ServiceSettings,
+    BundleSource, EngineChoice, NodeOptions, NodePlatform, NodeService, ReleaseFacts,
+    ServiceSettings,
 };
 use confide_ratls::rustls::pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
-use confide_ratls::rustls::server::{ClientHello, ResolvesServerCert};
 use confide_ratls::rustls::sign::CertifiedKey;
 use confide_ratls::{
-    ExternalError, ManualClock, NodeCertResolver, NodeCredential, RatlsError, server_config,
+    ExternalError, ManualClock, NodeCertResolver, NodeCredential, RatlsError,
+    verify_certificate_signature,
 };
 use confide_session::SessionError;
+use confide_session::receipt::ReceiptBody;
 
 const MEASUREMENT: [u8; 48] = [0x5a; 48];
 /// The configuration digest the test nodes bind and the test releases list.
@@ -70,11 +72,11 @@ impl World {
 /// Serves a NodeService with `tls` on loopback; returns its URL.
 async fn serve(
     w: &World,
-    tls: Arc<confide_ratls::rustls::ServerConfig>,
+    resolver: Arc<NodeCertResolver>,
     clock: Arc<ManualClock>,
 ) -> (String, Arc<NodeService>) {
     let svc = NodeService::new(
-        tls,
+        resolver,
         clock,
         Arc::clone(&w.engine),
         ServiceSettings {
@@ -84,6 +86,11 @@ async fn serve(
         },
         "simulated",
         1,
+        ReleaseFacts {
+            measurement: MEASUREMENT.to_vec(),
+            model_digest: Some(w.model_digest.to_vec()),
+            config_digest: Some(CONFIG.to_vec()),
+        },
     );
     let app = svc.router();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -113,8 +120,7 @@ async fn node_with(
     )
     .unwrap();
     let clock = ManualClock::new(tls_now());
-    let tls = server_config(Arc::new(NodeCertResolver::new(&cred)), Arc::clone(&clock)).unwrap();
-    serve(w, tls, clock).await
+    serve(w, Arc::new(NodeCertResolver::new(&cred)), clock).await
 }
 
 fn ratls_error(e: &SessionError) -> &RatlsError {
@@ -143,7 +149,7 @@ async fn verified_session_streams_and_replays_fail_closed() {
     let mut c = Client::new(&url, verifier(&w.root(), &ledger, 3600));
     c.open().await.unwrap();
     assert!(c.engine.is_established());
-    let node = c.engine.verified_node().unwrap();
+    let node = c.engine.verified_node().unwrap().clone();
     assert_eq!(node.measurement(), &MEASUREMENT[..]);
     assert_eq!(node.ledger_index(), 1);
     assert_eq!(node.model_digest(), Some(&w.model_digest[..]));
@@ -157,6 +163,51 @@ async fn verified_session_streams_and_replays_fail_closed() {
     );
     assert!(!a.text.trim().is_empty());
     assert!(a.first_chunk.unwrap() < a.end_at);
+
+    // The receipt: signed by the key of the certificate this session verified, naming
+    // this request, this answer and this release.
+    let receipt = a.end.receipt.clone().expect("a receipt with the answer");
+    let body = ReceiptBody::parse(&receipt.body).unwrap();
+    assert_eq!(body.request_sha256, a.request_sha256);
+    assert_eq!(body.response_sha256, a.response_sha256);
+    assert_eq!(body.ledger_index, 1);
+    assert_eq!(body.measurement, MEASUREMENT.to_vec());
+    assert_eq!(body.model_digest.as_deref(), Some(&w.model_digest[..]));
+    assert_eq!(&body.certificate_sha256, node.certificate_sha256());
+    let cert = c.engine.peer_certificate().unwrap().clone();
+    let sig = hex::decode(&receipt.signature).unwrap();
+    verify_certificate_signature(&cert, receipt.body.as_bytes(), &sig).unwrap();
+    let forged = receipt.body.replace("ledger-index 1", "ledger-index 0");
+    assert!(matches!(
+        verify_certificate_signature(&cert, forged.as_bytes(), &sig),
+        Err(RatlsError::SignatureInvalid)
+    ));
+
+    // The node refreshes its certificate mid-session: this session's receipts are still
+    // signed with the key its handshake presented.
+    let fresh = NodeCredential::issue(
+        &w.attester(MEASUREMENT, w.model_digest),
+        None,
+        &confide_node::ledger::build_bundle(&ledger.entries, 1, &ledger.note)
+            .unwrap()
+            .encode()
+            .unwrap(),
+        tls_now(),
+        Duration::from_secs(3600),
+    )
+    .unwrap();
+    svc.resolver().install(&fresh);
+    let b = c.request(&summarize(8)).await.unwrap();
+    let r2 = b.end.receipt.clone().unwrap();
+    let body2 = ReceiptBody::parse(&r2.body).unwrap();
+    assert_eq!(&body2.certificate_sha256, node.certificate_sha256());
+    verify_certificate_signature(
+        &cert,
+        r2.body.as_bytes(),
+        &hex::decode(&r2.signature).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(body2.response_sha256, b.response_sha256);
 
     // Replaying the request's records in the same session: the AEAD sequence number
     // no longer matches (RFC 8446 5.3), the node answers with an alert and forgets
@@ -360,14 +411,6 @@ async fn stale_evidence_fails() {
 }
 
 /// A gateway in the middle presenting the node's genuine certificate with its own key.
-#[derive(Debug)]
-struct SwappedKey(Arc<CertifiedKey>);
-impl ResolvesServerCert for SwappedKey {
-    fn resolve(&self, _hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
-        Some(Arc::clone(&self.0))
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn certificate_swapped_by_the_gateway_fails() {
     let w = world().await;
@@ -390,15 +433,12 @@ async fn certificate_swapped_by_the_gateway_fails() {
         signer,
     ));
     let clock = ManualClock::new(tls_now());
-    let mut cfg = confide_ratls::rustls::ServerConfig::builder_with_provider(Arc::new(
-        confide_ratls::provider(),
-    ))
-    .with_protocol_versions(&[&confide_ratls::rustls::version::TLS13])
-    .unwrap()
-    .with_no_client_auth()
-    .with_cert_resolver(Arc::new(SwappedKey(swapped)));
-    cfg.send_tls13_tickets = 0;
-    let (url, _) = serve(&w, Arc::new(cfg), clock).await;
+    let (url, _) = serve(
+        &w,
+        Arc::new(NodeCertResolver::from_certified_key(swapped)),
+        clock,
+    )
+    .await;
     let mut c = Client::new(&url, verifier(&w.root(), &ledger, 3600));
     let e = c.open().await.unwrap_err();
     // Every evidence and ledger check passes for the genuine certificate; the TLS 1.3

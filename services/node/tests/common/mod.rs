@@ -218,6 +218,10 @@ pub struct Answer {
     pub first_chunk: Option<Instant>,
     pub end_at: Instant,
     pub end: EndInfo,
+    /// What a receipt must name: SHA-256 of the request payload and the
+    /// `ResponseDigest` of the chunks received.
+    pub request_sha256: [u8; 32],
+    pub response_sha256: [u8; 32],
 }
 
 /// A device-side session driven over the node's internal HTTP API.
@@ -287,7 +291,10 @@ impl Client {
 
     /// Sends one request and reads the streamed answer frame by frame.
     pub async fn request(&mut self, req: &AppRequest) -> Result<Answer, SessionError> {
-        self.engine.send(&req.to_frame().unwrap())?;
+        let frame = req.to_frame().unwrap();
+        let request_sha256 = confide_session::receipt::request_digest(frame.payload());
+        let mut digest = confide_session::receipt::ResponseDigest::new();
+        self.engine.send(&frame)?;
         let body = self.outgoing();
         self.sent.push(body.clone());
         let resp = self
@@ -308,6 +315,7 @@ impl Client {
                 match f.kind() {
                     FrameKind::StreamChunk => {
                         chunks += 1;
+                        digest.update(f.payload());
                         first_chunk.get_or_insert_with(Instant::now);
                         text.push_str(std::str::from_utf8(f.payload()).unwrap());
                     }
@@ -318,6 +326,8 @@ impl Client {
                             first_chunk,
                             end_at: Instant::now(),
                             end: EndInfo::parse(f.payload()).unwrap(),
+                            request_sha256,
+                            response_sha256: digest.finish(),
                         });
                     }
                     k => panic!("unexpected frame {k:?}"),
