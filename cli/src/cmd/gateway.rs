@@ -7,8 +7,11 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::Context;
-use confide_gateway::{Gateway, GatewayConfig, KeyRing, KeySchedule, TokenGate, unix_now};
+use confide_gateway::{
+    Gateway, GatewayConfig, GatewayMetrics, KeyRing, KeySchedule, TokenGate, unix_now,
+};
 use confide_ohttp::KeyConfig;
+use confide_svc::metrics::{HttpMetrics, MetricsRegistry};
 
 /// `confide gateway` subcommands.
 #[derive(Debug, clap::Subcommand)]
@@ -75,6 +78,10 @@ pub struct ServeArgs {
     /// Seconds after which an idle session is forgotten.
     #[arg(long, default_value_t = 120)]
     pub session_idle_secs: u64,
+    /// Serve `GET /metrics` (OpenMetrics) on this separate address, never on the
+    /// public one (ADR 0900). Off when not given.
+    #[arg(long)]
+    pub metrics_listen: Option<String>,
 }
 
 /// `confide gateway keys`.
@@ -155,10 +162,14 @@ async fn serve(a: ServeArgs) -> anyhow::Result<ExitCode> {
         }
         None => None,
     };
+    let mut reg = MetricsRegistry::new();
+    let http = HttpMetrics::new(&mut reg, confide_gateway::metrics::ROUTES);
+    let metrics = GatewayMetrics::new(&mut reg);
     let config = GatewayConfig {
         max_request_body: a.max_body,
         allowed_relays: (!a.relays.is_empty()).then(|| a.relays.clone()),
         replay_window: a.replay_window,
+        metrics: metrics.clone(),
         ..GatewayConfig::default()
     };
     let mut gateway = Gateway::new(Arc::clone(&ring), config, tokens.clone());
@@ -169,10 +180,31 @@ async fn serve(a: ServeArgs) -> anyhow::Result<ExitCode> {
             std::time::Duration::from_secs(a.session_idle_secs.max(1)),
         )?;
         sessions.spawn_maintenance(std::time::Duration::from_secs(2));
-        let inner = Arc::new(confide_gateway::InnerState { ring, tokens });
+        // Read from the session table at each scrape: node health as the gateway's
+        // own checks see it, and how many sessions are pinned (a count, nothing more).
+        let live = reg.gauge("gateway_sessions", "Sessions the gateway is routing");
+        let healthy = reg.gauge(
+            "gateway_nodes_healthy",
+            "Nodes that passed their last health check",
+        );
+        let nodes = reg.gauge("gateway_nodes", "Nodes configured");
+        nodes.set(i64::try_from(a.nodes.len()).unwrap_or(i64::MAX));
+        let table = Arc::clone(&sessions);
+        reg.on_scrape(move || {
+            live.set(i64::try_from(table.session_count()).unwrap_or(i64::MAX));
+            healthy.set(i64::try_from(table.healthy_nodes()).unwrap_or(i64::MAX));
+        });
+        let inner = Arc::new(confide_gateway::InnerState {
+            ring,
+            tokens,
+            metrics,
+        });
         gateway = gateway.with_inner_routes(sessions.routes(inner));
     }
-    let router = gateway.router();
+    let router = http.instrument(gateway.router());
+    if let Some(m) = &a.metrics_listen {
+        confide_svc::metrics::spawn_endpoint(m, reg.finish()).await?;
+    }
     let (listener, addr) = confide_svc::bind(&a.listen).await?;
     println!("listening on {addr}");
     std::io::stdout().flush().ok();

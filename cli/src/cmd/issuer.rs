@@ -8,8 +8,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use confide_issuer::server::{IssuerConfig, IssuerState, REQUEST_PATH};
-use confide_issuer::{FileAccountStore, IssuerDir, RateLimiter, router, unix_now};
+use confide_issuer::server::{IssuerConfig, IssuerState, REQUEST_PATH, ROUTES};
+use confide_issuer::{FileAccountStore, IssuerDir, IssuerMetrics, RateLimiter, router, unix_now};
+use confide_svc::metrics::{HttpMetrics, MetricsRegistry};
 use confide_tokens::keys::{ChallengeConfig, RotationPolicy};
 
 /// `confide issuer` subcommands.
@@ -85,6 +86,10 @@ pub struct ServeArgs {
     /// `issuer-request-uri` published in the directory (absolute or relative).
     #[arg(long, default_value = REQUEST_PATH)]
     pub request_uri: String,
+    /// Serve `GET /metrics` (OpenMetrics) on this separate address, never on the
+    /// public one (ADR 0900). Off when not given.
+    #[arg(long)]
+    pub metrics_listen: Option<String>,
 }
 
 /// Run a `confide issuer` subcommand.
@@ -143,9 +148,12 @@ async fn serve(a: ServeArgs) -> anyhow::Result<ExitCode> {
         IssuerDir::open(&a.dir).context("not an issuer directory (run `confide issuer init`)")?;
     let accounts = Arc::new(FileAccountStore::load(&a.dir)?);
     let limiter = RateLimiter::open(&dir.ratelimit_path(), a.window_secs)?;
+    let mut reg = MetricsRegistry::new();
+    let http = HttpMetrics::new(&mut reg, ROUTES);
     let config = IssuerConfig {
         request_uri: a.request_uri,
         default_limit: a.limit,
+        metrics: IssuerMetrics::new(&mut reg),
     };
     let state = IssuerState::new(keys, dir, accounts, limiter, config);
     state.rotate_if_due(unix_now())?;
@@ -159,10 +167,13 @@ async fn serve(a: ServeArgs) -> anyhow::Result<ExitCode> {
             }
         }
     });
+    if let Some(m) = &a.metrics_listen {
+        confide_svc::metrics::spawn_endpoint(m, reg.finish()).await?;
+    }
     let (listener, addr) = confide_svc::bind(&a.listen).await?;
     // On stdout (not the log) so scripts and tests can find the port.
     println!("listening on http://{addr}");
     std::io::stdout().flush().ok();
-    confide_svc::serve(listener, router(state)).await?;
+    confide_svc::serve(listener, http.instrument(router(state))).await?;
     Ok(ExitCode::SUCCESS)
 }

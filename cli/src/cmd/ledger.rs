@@ -7,9 +7,10 @@ use std::process::ExitCode;
 use anyhow::Context;
 use base64::Engine;
 use confide_ledger::client::LedgerClient;
-use confide_ledger::server::{Ledger, LedgerConfig, WitnessConfig};
+use confide_ledger::server::{Ledger, LedgerConfig, LedgerMetrics, WitnessConfig};
 use confide_note::{SignerKey, VerifierKey};
 use confide_release::{Bundle, LedgerEntry, LedgerTrust, verify_bundle};
+use confide_svc::metrics::{HttpMetrics, MetricsRegistry};
 
 /// `confide ledger` subcommands.
 #[derive(Debug, clap::Subcommand)]
@@ -86,6 +87,10 @@ pub struct ServeArgs {
     /// always allowed.
     #[arg(long = "operator")]
     pub operators: Vec<String>,
+    /// Serve `GET /metrics` (OpenMetrics) on this separate address, never on the
+    /// public one (ADR 0900). Off when not given.
+    #[arg(long)]
+    pub metrics_listen: Option<String>,
 }
 
 /// Arguments of `confide ledger add`.
@@ -168,14 +173,22 @@ pub async fn run(cmd: LedgerCmd) -> anyhow::Result<ExitCode> {
                 .collect::<Result<Vec<_>, _>>()
                 .context("invalid --operator")?;
             let (listener, addr) = confide_svc::bind(&a.listen).await?;
-            let ledger = Ledger::open(LedgerConfig {
-                dir: a.dir,
-                origin: a.origin,
-                witnesses,
-                operators,
-            })
+            let mut reg = MetricsRegistry::new();
+            let http = HttpMetrics::new(&mut reg, confide_ledger::server::ROUTES);
+            let ledger = Ledger::open_with_metrics(
+                LedgerConfig {
+                    dir: a.dir,
+                    origin: a.origin,
+                    witnesses,
+                    operators,
+                },
+                LedgerMetrics::new(&mut reg),
+            )
             .await
             .context("cannot open the ledger")?;
+            if let Some(m) = &a.metrics_listen {
+                confide_svc::metrics::spawn_endpoint(m, reg.finish()).await?;
+            }
             println!("ledger verifier key: {}", ledger.verifier_key().to_vkey());
             println!(
                 "operator key file: {}",
@@ -184,7 +197,7 @@ pub async fn run(cmd: LedgerCmd) -> anyhow::Result<ExitCode> {
             println!("ledger entries: {}", ledger.size());
             println!("ledger listening on http://{addr}");
             std::io::stdout().flush()?;
-            confide_svc::serve(listener, ledger.router()).await?;
+            confide_svc::serve(listener, http.instrument(ledger.router())).await?;
             Ok(ExitCode::SUCCESS)
         }
         LedgerCmd::Add(a) => {

@@ -11,9 +11,11 @@ use std::time::Duration;
 use anyhow::Context;
 use confide_engine::features::Limits;
 use confide_node::ledger::ReleaseChoice;
+use confide_node::metrics::NodeMetrics;
 use confide_node::{
     BundleSource, EngineChoice, Node, NodeOptions, NodePlatform, ServiceSettings, egress,
 };
+use confide_svc::metrics::MetricsRegistry;
 
 /// `confide node` subcommands.
 #[derive(Debug, clap::Subcommand)]
@@ -96,6 +98,10 @@ pub struct ServeArgs {
     /// Most concurrent sessions.
     #[arg(long, default_value_t = 1024)]
     max_sessions: usize,
+    /// Serve `GET /metrics` (OpenMetrics: allow-listed event counts and the session
+    /// count only) on this separate address for the host (ADR 0900). Off when not given.
+    #[arg(long)]
+    metrics_listen: Option<String>,
 }
 
 fn options(
@@ -176,8 +182,11 @@ pub async fn run(cmd: NodeCmd) -> anyhow::Result<ExitCode> {
 }
 
 async fn serve(a: ServeArgs) -> anyhow::Result<ExitCode> {
-    // First: from here on only allow-listed events leave the process, panics included.
-    egress::install();
+    // First: from here on only allow-listed events leave the process, panics included;
+    // the metrics count those same events and nothing else.
+    let mut reg = MetricsRegistry::new();
+    let metrics = NodeMetrics::new(&mut reg);
+    egress::install_with_metrics(metrics.clone());
     let bundle = match (&a.ledger, &a.bundle) {
         (Some(url), _) => BundleSource::Ledger {
             url: url.clone(),
@@ -198,6 +207,11 @@ async fn serve(a: ServeArgs) -> anyhow::Result<ExitCode> {
     let mut opts = options(&a.config, bundle, Duration::from_secs(a.cert_lifetime_secs))?;
     opts.settings.max_sessions = a.max_sessions.max(1);
     let node = Node::start(opts).await?;
+    let service = std::sync::Arc::clone(node.service());
+    reg.on_scrape(move || metrics.set_sessions(service.session_count()));
+    if let Some(m) = &a.metrics_listen {
+        confide_svc::metrics::spawn_endpoint(m, reg.finish()).await?;
+    }
     let (listener, addr) = confide_svc::bind(&a.listen).await?;
     println!("listening on {addr}");
     tracing::info!(event = "node_listening", port = u64::from(addr.port()));

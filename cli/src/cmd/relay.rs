@@ -4,7 +4,8 @@ use std::io::Write;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use confide_relay::{Relay, RelayConfig};
+use confide_relay::{ROUTES, Relay, RelayConfig, RelayMetrics};
+use confide_svc::metrics::{HttpMetrics, MetricsRegistry};
 
 /// `confide relay` subcommands.
 #[derive(Debug, clap::Subcommand)]
@@ -37,6 +38,10 @@ pub struct ServeArgs {
     /// Burst per client address.
     #[arg(long, default_value_t = 40.0)]
     pub burst: f64,
+    /// Serve `GET /metrics` (OpenMetrics) on this separate address, never on the
+    /// public one (ADR 0900). Off when not given.
+    #[arg(long)]
+    pub metrics_listen: Option<String>,
 }
 
 /// Run a `confide relay` subcommand.
@@ -52,7 +57,13 @@ pub async fn run(cmd: RelayCmd) -> anyhow::Result<ExitCode> {
                 burst: a.burst,
                 ..RelayConfig::new(a.gateway)
             };
-            let router = Relay::new(config)?.router();
+            let mut reg = MetricsRegistry::new();
+            let http = HttpMetrics::new(&mut reg, ROUTES);
+            let relay = Relay::new(config)?.with_metrics(RelayMetrics::new(&mut reg));
+            let router = http.instrument(relay.router());
+            if let Some(m) = &a.metrics_listen {
+                confide_svc::metrics::spawn_endpoint(m, reg.finish()).await?;
+            }
             let (listener, addr) = confide_svc::bind(&a.listen).await?;
             println!("listening on {addr}");
             std::io::stdout().flush().ok();

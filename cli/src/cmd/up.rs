@@ -82,6 +82,8 @@ pub struct Party {
     pub url: String,
     /// Its process id.
     pub pid: u32,
+    /// Its metrics URL (`GET /metrics` on a separate listener, ADR 0900).
+    pub metrics: Option<String>,
     waiter: JoinHandle<String>,
 }
 
@@ -185,6 +187,8 @@ impl Stack {
         let logs = self.dir.join("logs");
         let mut child: Child = base_command(&logs, name)?
             .args(args)
+            // Every long-running party exports host metrics on its own loopback port.
+            .args(["--metrics-listen", "127.0.0.1:0"])
             .current_dir(&self.dir)
             .spawn()
             .with_context(|| format!("cannot start {name}"))?;
@@ -249,10 +253,12 @@ impl Stack {
                 }
             }
         };
+        let metrics = find_value(&seen, "metrics endpoint:");
         self.parties.push(Party {
             name: name.to_owned(),
             url,
             pid,
+            metrics,
             waiter,
         });
         Ok(seen)
@@ -692,7 +698,9 @@ impl Stack {
         let parties: Vec<serde_json::Value> = self
             .parties
             .iter()
-            .map(|p| serde_json::json!({"name": p.name, "url": p.url, "pid": p.pid}))
+            .map(|p| {
+                serde_json::json!({"name": p.name, "url": p.url, "pid": p.pid, "metrics": p.metrics})
+            })
             .collect();
         let doc = serde_json::json!({
             "pid": std::process::id(),

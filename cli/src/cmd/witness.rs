@@ -6,7 +6,8 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use confide_note::VerifierKey;
-use confide_witness::Witness;
+use confide_svc::metrics::{HttpMetrics, MetricsRegistry};
+use confide_witness::{ROUTES, Witness, WitnessMetrics};
 
 /// `confide witness` subcommands.
 #[derive(Debug, clap::Subcommand)]
@@ -31,6 +32,10 @@ pub struct ServeArgs {
     /// Verifier key of a log to witness (repeatable).
     #[arg(long = "log", required = true)]
     pub logs: Vec<String>,
+    /// Serve `GET /metrics` (OpenMetrics) on this separate address, never on the
+    /// public one (ADR 0900). Off when not given.
+    #[arg(long)]
+    pub metrics_listen: Option<String>,
 }
 
 /// Run a `confide witness` subcommand.
@@ -45,11 +50,18 @@ pub async fn run(cmd: WitnessCmd) -> anyhow::Result<ExitCode> {
                 .collect::<Result<Vec<_>, _>>()
                 .context("invalid --log key")?;
             let (listener, addr) = confide_svc::bind(&a.listen).await?;
-            let w = Witness::open(&a.dir, &a.name, logs).context("cannot open the witness")?;
+            let mut reg = MetricsRegistry::new();
+            let http = HttpMetrics::new(&mut reg, ROUTES);
+            let w =
+                Witness::open_with_metrics(&a.dir, &a.name, logs, WitnessMetrics::new(&mut reg))
+                    .context("cannot open the witness")?;
+            if let Some(m) = &a.metrics_listen {
+                confide_svc::metrics::spawn_endpoint(m, reg.finish()).await?;
+            }
             println!("witness verifier key: {}", w.verifier_key().to_vkey());
             println!("witness listening on http://{addr}");
             std::io::stdout().flush()?;
-            confide_svc::serve(listener, w.router()).await?;
+            confide_svc::serve(listener, http.instrument(w.router())).await?;
             Ok(ExitCode::SUCCESS)
         }
     }

@@ -19,6 +19,7 @@ use confide_svc::problem::Problem;
 use http::{HeaderMap, StatusCode, header};
 
 use crate::keys::KeyRing;
+use crate::metrics::{GatewayMetrics, KeyTag, Redemption};
 use crate::unix_now;
 
 /// Why a token was not accepted.
@@ -38,16 +39,43 @@ pub enum TokenRejection {
 /// The future a [`TokenGate`] returns.
 pub type GateFuture<'a> = Pin<Box<dyn Future<Output = Result<(), TokenRejection>> + Send + 'a>>;
 
+/// The future [`TokenGate::redeem_keyed`] returns: the outcome and, once the token
+/// matched a configured key, that key's tag.
+pub type KeyedGateFuture<'a> =
+    Pin<Box<dyn Future<Output = (Result<(), TokenRejection>, Option<KeyTag>)> + Send + 'a>>;
+
 /// Redeems the RFC 9577 `PrivateToken` credential of a protected inner request.
 pub trait TokenGate: Send + Sync + 'static {
     /// Verify and spend the token in the `Authorization` header value at `now`.
     fn redeem<'a>(&'a self, authorization: &'a str, now: u64) -> GateFuture<'a>;
+
+    /// [`TokenGate::redeem`], also naming the configured issuer key the token was
+    /// checked against (for the per-key redemption metric). A gate that cannot tell
+    /// names none.
+    fn redeem_keyed<'a>(&'a self, authorization: &'a str, now: u64) -> KeyedGateFuture<'a> {
+        Box::pin(async move { (self.redeem(authorization, now).await, None) })
+    }
 }
 
 impl TokenGate for confide_tokens::Redeemer {
     fn redeem<'a>(&'a self, authorization: &'a str, now: u64) -> GateFuture<'a> {
+        Box::pin(async move { self.redeem_keyed(authorization, now).await.0 })
+    }
+
+    fn redeem_keyed<'a>(&'a self, authorization: &'a str, now: u64) -> KeyedGateFuture<'a> {
         Box::pin(async move {
-            match confide_tokens::Redeemer::redeem(self, authorization, now).await {
+            // Verify and spend as `Redeemer::redeem` does, in two steps, so that the key
+            // is known once verification matched it to a configured key (and only then:
+            // a key id that matches nothing configured is never reported).
+            let verified = match self.verify(authorization, now) {
+                Ok(v) => v,
+                Err(e) => {
+                    tracing::info!(kind = e.kind(), "token refused");
+                    return (Err(TokenRejection::Invalid), None);
+                }
+            };
+            let key = KeyTag::of(verified.key_id());
+            let result = match self.spend(verified, now).await {
                 Ok(_) => Ok(()),
                 Err(confide_tokens::Error::Replayed) => Err(TokenRejection::Replayed),
                 Err(confide_tokens::Error::Store(_)) => Err(TokenRejection::StoreUnavailable),
@@ -55,7 +83,8 @@ impl TokenGate for confide_tokens::Redeemer {
                     tracing::info!(kind = e.kind(), "token refused");
                     Err(TokenRejection::Invalid)
                 }
-            }
+            };
+            (result, key)
         })
     }
 }
@@ -66,6 +95,8 @@ pub struct InnerState {
     pub ring: Arc<KeyRing>,
     /// Token redemption; `None` means protected resources are unavailable.
     pub tokens: Option<Arc<dyn TokenGate>>,
+    /// Where redemption outcomes are counted.
+    pub metrics: GatewayMetrics,
 }
 
 impl std::fmt::Debug for InnerState {
@@ -84,6 +115,7 @@ pub fn problem(status: StatusCode, name: &str, title: &str) -> Response {
 /// Check the token of a protected request. Returns the refusal response, if any.
 pub async fn require_token(state: &InnerState, headers: &HeaderMap) -> Result<(), Response> {
     let Some(gate) = &state.tokens else {
+        state.metrics.redemption(Redemption::NotConfigured, None);
         return Err(problem(
             StatusCode::SERVICE_UNAVAILABLE,
             "redemption-unavailable",
@@ -94,13 +126,25 @@ pub async fn require_token(state: &InnerState, headers: &HeaderMap) -> Result<()
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
     else {
+        state.metrics.redemption(Redemption::Missing, None);
         return Err(problem(
             StatusCode::UNAUTHORIZED,
             "token-required",
             "a PrivateToken is required",
         ));
     };
-    match gate.redeem(value, unix_now()).await {
+    let (result, key) = gate.redeem_keyed(value, unix_now()).await;
+    state.metrics.redemption(
+        match result {
+            Ok(()) => Redemption::Redeemed,
+            Err(TokenRejection::Missing) => Redemption::Missing,
+            Err(TokenRejection::Replayed) => Redemption::DoubleSpend,
+            Err(TokenRejection::Invalid) => Redemption::Invalid,
+            Err(TokenRejection::StoreUnavailable) => Redemption::StoreUnavailable,
+        },
+        key,
+    );
+    match result {
         Ok(()) => Ok(()),
         Err(TokenRejection::Missing) => Err(problem(
             StatusCode::UNAUTHORIZED,

@@ -17,6 +17,7 @@
 
 pub mod inner;
 pub mod keys;
+pub mod metrics;
 pub mod replay;
 pub mod sessions;
 
@@ -42,6 +43,7 @@ use tower::ServiceExt;
 
 pub use inner::{InnerState, TokenGate, TokenRejection};
 pub use keys::{KeyRing, KeySchedule};
+pub use metrics::GatewayMetrics;
 pub use replay::ReplayCache;
 
 /// The IANA problem type for key configuration problems (RFC 9458 §5.3, §9.5).
@@ -88,6 +90,8 @@ pub struct GatewayConfig {
     pub replay_window: u64,
     /// Most remembered encapsulated keys.
     pub replay_capacity: usize,
+    /// Where refusals, decapsulation failures and redemptions are counted.
+    pub metrics: GatewayMetrics,
 }
 
 impl Default for GatewayConfig {
@@ -98,6 +102,7 @@ impl Default for GatewayConfig {
             allowed_relays: None,
             replay_window: 300,
             replay_capacity: 1 << 20,
+            metrics: GatewayMetrics::default(),
         }
     }
 }
@@ -128,6 +133,7 @@ impl Gateway {
         let inner = inner::router(Arc::new(InnerState {
             ring: ring.clone(),
             tokens,
+            metrics: config.metrics.clone(),
         }));
         let replay = ReplayCache::new(config.replay_window, config.replay_capacity);
         Self {
@@ -217,6 +223,7 @@ async fn gateway(State(gw): State<Arc<Gateway>>, request: http::Request<Body>) -
         let ok = peer.is_some_and(|a| allowed.contains(&a.ip()));
         if !ok {
             tracing::warn!("request from a peer that is not a configured relay refused");
+            gw.config.metrics.refused("relay_required");
             return inner::problem(
                 StatusCode::FORBIDDEN,
                 "relay-required",
@@ -228,6 +235,7 @@ async fn gateway(State(gw): State<Arc<Gateway>>, request: http::Request<Body>) -
         Some(REQUEST_MEDIA_TYPE) => false,
         Some(CHUNKED_REQUEST_MEDIA_TYPE) => true,
         _ => {
+            gw.config.metrics.refused("unsupported_media_type");
             return inner::problem(
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
                 "unsupported-media-type",
@@ -239,6 +247,7 @@ async fn gateway(State(gw): State<Arc<Gateway>>, request: http::Request<Body>) -
     let body = match Limited::new(body, limit).collect().await {
         Ok(c) => c.to_bytes(),
         Err(e) if e.is::<http_body_util::LengthLimitError>() => {
+            gw.config.metrics.refused("too_large");
             return Problem::new(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "urn:confide:problem:request-too-large",
@@ -248,6 +257,7 @@ async fn gateway(State(gw): State<Arc<Gateway>>, request: http::Request<Body>) -
             .into_response();
         }
         Err(_) => {
+            gw.config.metrics.refused("body_unreadable");
             return inner::problem(
                 StatusCode::BAD_REQUEST,
                 "body-unreadable",
@@ -259,6 +269,7 @@ async fn gateway(State(gw): State<Arc<Gateway>>, request: http::Request<Body>) -
     let server = match gw.ring.server(now) {
         Ok(s) => s,
         Err(_) => {
+            gw.config.metrics.refused("keys_unavailable");
             return inner::problem(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "keys-unavailable",
@@ -277,7 +288,7 @@ async fn gateway(State(gw): State<Arc<Gateway>>, request: http::Request<Body>) -
     };
     let (plaintext, responder) = match decapsulated {
         Ok(x) => x,
-        Err(e) => return decapsulation_error(&e),
+        Err(e) => return decapsulation_error(&gw.config.metrics, &e),
     };
     // A successfully decrypted enc seen before is a replay (RFC 9458 §6.5).
     let mut enc = [0u8; 32];
@@ -286,6 +297,7 @@ async fn gateway(State(gw): State<Arc<Gateway>>, request: http::Request<Body>) -
     }
     if !gw.replay.check_and_insert(enc, now) {
         tracing::warn!("replayed encapsulated request refused");
+        gw.config.metrics.refused("replayed");
         return inner::problem(
             StatusCode::BAD_REQUEST,
             "replayed-request",
@@ -296,6 +308,7 @@ async fn gateway(State(gw): State<Arc<Gateway>>, request: http::Request<Body>) -
         Ok(req) => dispatch(&gw, req, now).await,
         Err(e) => {
             tracing::info!(kind = %e, "malformed binary HTTP request");
+            gw.config.metrics.refused("malformed_bhttp");
             inner::problem(
                 StatusCode::BAD_REQUEST,
                 "malformed-request",
@@ -308,9 +321,20 @@ async fn gateway(State(gw): State<Arc<Gateway>>, request: http::Request<Body>) -
         .await
 }
 
-fn decapsulation_error(e: &confide_ohttp::Error) -> Response {
+fn decapsulation_error(metrics: &GatewayMetrics, e: &confide_ohttp::Error) -> Response {
     use confide_ohttp::Error as E;
     tracing::info!(kind = %e, "decapsulation failed");
+    // The kind is one of four fixed names; the error's text (which may quote a key id
+    // or a length from the request) never becomes a label.
+    metrics.decapsulation_failed(match e {
+        E::UnknownKeyId(_) => "unknown_key_id",
+        E::UnsupportedKem(_)
+        | E::UnsupportedKdf(_)
+        | E::UnsupportedAead(_)
+        | E::SuiteNotOffered => "unsupported_suite",
+        E::Truncated(_) | E::Chunk(_) => "malformed",
+        _ => "decryption_failed",
+    });
     match e {
         E::UnknownKeyId(id) => ohttp_key_problem(
             "key identifier unknown",
@@ -343,6 +367,7 @@ async fn dispatch(gw: &Gateway, req: bhttp::Request, now: u64) -> Response {
             .map(|d| d.as_secs());
         let fresh = parsed.is_some_and(|t| t.abs_diff(now) <= gw.config.replay_window);
         if !fresh {
+            gw.config.metrics.refused("stale_date");
             let mut r = Problem::new(
                 StatusCode::BAD_REQUEST,
                 DATE_PROBLEM,
@@ -358,6 +383,7 @@ async fn dispatch(gw: &Gateway, req: bhttp::Request, now: u64) -> Response {
         }
     }
     let Ok(method) = Method::from_bytes(req.method.as_bytes()) else {
+        gw.config.metrics.refused("malformed_bhttp");
         return inner::problem(StatusCode::BAD_REQUEST, "malformed-request", "bad method");
     };
     let mut builder = http::Request::builder()
@@ -368,6 +394,7 @@ async fn dispatch(gw: &Gateway, req: bhttp::Request, now: u64) -> Response {
             HeaderName::from_bytes(name.as_bytes()),
             HeaderValue::from_bytes(value),
         ) else {
+            gw.config.metrics.refused("malformed_bhttp");
             return inner::problem(
                 StatusCode::BAD_REQUEST,
                 "malformed-request",
@@ -377,6 +404,7 @@ async fn dispatch(gw: &Gateway, req: bhttp::Request, now: u64) -> Response {
         builder = builder.header(n, v);
     }
     let Ok(http_req) = builder.body(Body::from(req.content)) else {
+        gw.config.metrics.refused("malformed_bhttp");
         return inner::problem(
             StatusCode::BAD_REQUEST,
             "malformed-request",

@@ -19,7 +19,7 @@ pub mod state;
 
 pub use accounts::{Account, AccountStore, FileAccountStore};
 pub use ratelimit::RateLimiter;
-pub use server::{IssuerConfig, router};
+pub use server::{IssuerConfig, IssuerMetrics, router};
 pub use state::IssuerDir;
 
 /// Issuer failures.

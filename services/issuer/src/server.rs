@@ -15,8 +15,10 @@ use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, State};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use confide_svc::metrics::prometheus_client::metrics::counter::Counter;
+use confide_svc::metrics::{CounterFamily, MetricsRegistry};
 use confide_svc::problem::Problem;
-use confide_tokens::{IssuerKeySet, TokenRequest};
+use confide_tokens::{IssuerKeySet, TokenRequest, TokenType};
 use http::{HeaderMap, HeaderValue, StatusCode, header};
 
 use crate::accounts::AccountStore;
@@ -34,6 +36,62 @@ const MEDIA_RESPONSE: &str = "application/private-token-response";
 /// Larger than any token request (3 + 256 bytes); anything bigger is refused unread.
 const MAX_BODY: usize = 1024;
 
+/// The issuer's route templates, as given to its router.
+pub const ROUTES: &[&str] = &[DIRECTORY_PATH, REQUEST_PATH];
+
+/// The issuer's host metrics (docs/operations.md): tokens issued by type, refusals by
+/// reason, key rotations. Labels are fixed names; never an account or a credential.
+#[derive(Debug, Clone, Default)]
+pub struct IssuerMetrics {
+    issued: CounterFamily<1>,
+    refused: CounterFamily<1>,
+    rotations: Counter,
+}
+
+impl IssuerMetrics {
+    /// Register the issuer's metrics.
+    pub fn new(reg: &mut MetricsRegistry) -> Self {
+        Self {
+            issued: reg.counter_family_of(
+                "issuer_tokens_issued",
+                "Tokens issued, by token type",
+                "token_type",
+                &["voprf", "blind_rsa"],
+            ),
+            refused: reg.counter_family_of(
+                "issuer_requests_refused",
+                "Token requests refused, by reason (rate_limited: an account over its limit)",
+                "reason",
+                Self::REFUSALS,
+            ),
+            rotations: reg.counter("issuer_key_rotations", "Issuer key set updates"),
+        }
+    }
+
+    /// The values of the `reason` label.
+    pub const REFUSALS: &[&str] = &[
+        "wrong_media_type",
+        "missing_credential",
+        "bad_credential",
+        "malformed_request",
+        "rate_limited",
+        "unavailable",
+        "internal",
+    ];
+
+    fn refused(&self, reason: &'static str) {
+        self.refused.get_or_create(&[("reason", reason)]).inc();
+    }
+
+    fn issued(&self, ty: TokenType) {
+        let t = match ty {
+            TokenType::Voprf => "voprf",
+            TokenType::BlindRsa => "blind_rsa",
+        };
+        self.issued.get_or_create(&[("token_type", t)]).inc();
+    }
+}
+
 /// Serving configuration.
 #[derive(Debug, Clone)]
 pub struct IssuerConfig {
@@ -42,6 +100,8 @@ pub struct IssuerConfig {
     pub request_uri: String,
     /// Issuances per account per window unless the account has its own limit.
     pub default_limit: u32,
+    /// Where issuance outcomes are counted.
+    pub metrics: IssuerMetrics,
 }
 
 /// Shared state of the service.
@@ -81,6 +141,7 @@ impl IssuerState {
         let rotated = keys.rotate_if_due(now, &mut rand::rngs::OsRng)?;
         if rotated {
             self.dir.save(&keys)?;
+            self.config.metrics.rotations.inc();
             tracing::info!("issuer key set updated (rotation or successor keys)");
         }
         Ok(rotated)
@@ -155,6 +216,7 @@ async fn token_request(
         .and_then(|v| v.to_str().ok())
         .unwrap_or("");
     if !content_type.trim().eq_ignore_ascii_case(MEDIA_REQUEST) {
+        state.config.metrics.refused("wrong_media_type");
         return problem(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             "wrong-media-type",
@@ -164,6 +226,7 @@ async fn token_request(
     // Authenticate before parsing anything else: no work for anonymous callers.
     let account = match bearer(&headers) {
         None => {
+            state.config.metrics.refused("missing_credential");
             let mut r = problem(
                 StatusCode::UNAUTHORIZED,
                 "missing-credential",
@@ -174,6 +237,7 @@ async fn token_request(
             return r;
         }
         Some(Err(())) => {
+            state.config.metrics.refused("bad_credential");
             return problem(
                 StatusCode::UNAUTHORIZED,
                 "bad-credential",
@@ -183,6 +247,7 @@ async fn token_request(
         Some(Ok(cred)) => match state.accounts.authenticate(cred) {
             Some(a) => a,
             None => {
+                state.config.metrics.refused("bad_credential");
                 return problem(
                     StatusCode::UNAUTHORIZED,
                     "bad-credential",
@@ -195,6 +260,7 @@ async fn token_request(
         Ok(r) => r,
         Err(e) => {
             tracing::info!(kind = e.kind(), "token request refused");
+            state.config.metrics.refused("malformed_request");
             return problem(
                 StatusCode::BAD_REQUEST,
                 "malformed-request",
@@ -213,6 +279,7 @@ async fn token_request(
         Ok(Ok(Reservation::Granted { .. })) => {}
         Ok(Ok(Reservation::Limited { retry_after })) => {
             tracing::info!("token request refused: account over its limit");
+            state.config.metrics.refused("rate_limited");
             let mut r = problem(
                 StatusCode::TOO_MANY_REQUESTS,
                 "rate-limited",
@@ -225,6 +292,7 @@ async fn token_request(
         }
         Ok(Err(e)) => {
             tracing::error!(error = %e, "rate-limit store failed");
+            state.config.metrics.refused("unavailable");
             return problem(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "unavailable",
@@ -232,6 +300,7 @@ async fn token_request(
             );
         }
         Err(_) => {
+            state.config.metrics.refused("unavailable");
             return problem(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "unavailable",
@@ -250,6 +319,7 @@ async fn token_request(
     match issued {
         Ok(Ok(response)) => {
             tracing::info!(token_type = token_type.code(), "token issued");
+            state.config.metrics.issued(token_type);
             let mut resp = (StatusCode::OK, response.encode().to_vec()).into_response();
             resp.headers_mut().insert(
                 header::CONTENT_TYPE,
@@ -259,16 +329,20 @@ async fn token_request(
         }
         Ok(Err(e)) => {
             tracing::info!(kind = e.kind(), "token request refused");
+            state.config.metrics.refused("malformed_request");
             problem(
                 StatusCode::BAD_REQUEST,
                 "malformed-request",
                 "Malformed token request",
             )
         }
-        Err(_) => problem(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "internal",
-            "Internal error",
-        ),
+        Err(_) => {
+            state.config.metrics.refused("internal");
+            problem(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                "Internal error",
+            )
+        }
     }
 }

@@ -26,6 +26,10 @@ use axum::routing::{get, post};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
 use confide_note::{Checkpoint, KeyType, Note, NoteSignature, SignerKey, VerifierKey};
+use confide_svc::metrics::prometheus_client::metrics::counter::Counter;
+use confide_svc::metrics::prometheus_client::metrics::family::Family;
+use confide_svc::metrics::prometheus_client::metrics::gauge::Gauge;
+use confide_svc::metrics::{CounterFamily, MetricsRegistry};
 use confide_svc::problem::Problem;
 use confide_tiles::TileId;
 use confide_tlog::{Hash, MemoryTree, leaf_hash};
@@ -41,6 +45,67 @@ pub const MAX_BATCH: usize = 256;
 pub const BATCH_WINDOW: Duration = Duration::from_millis(5);
 /// Largest accepted `POST /add` body.
 pub const MAX_ADD_BODY: usize = 16 * 1024;
+
+/// The ledger's route templates, as given to its router.
+pub const ROUTES: &[&str] = &["/add", "/checkpoint", "/tile/{*path}"];
+
+type WitnessLabel = [(&'static str, String); 1];
+
+/// The ledger's host metrics (docs/operations.md): its size, adds by outcome,
+/// checkpoints, and how far each witness is behind. The `witness` label is the
+/// witness's position in the `--witness` list ("0", "1", ...), so it is bounded by the
+/// configuration and carries no address.
+#[derive(Debug, Clone, Default)]
+pub struct LedgerMetrics {
+    entries: Gauge,
+    adds: CounterFamily<1>,
+    checkpoints: Counter,
+    cosignatures: Gauge,
+    witness_lag: Family<WitnessLabel, Gauge>,
+    witness_failures: Family<WitnessLabel, Counter>,
+}
+
+impl LedgerMetrics {
+    /// Register the ledger's metrics.
+    pub fn new(reg: &mut MetricsRegistry) -> Self {
+        Self {
+            entries: reg.gauge("ledger_entries", "Entries in the log (its tree size)"),
+            adds: reg.counter_family_of(
+                "ledger_adds",
+                "POST /add requests by outcome",
+                "outcome",
+                &[
+                    "appended",
+                    "duplicate",
+                    "unauthorized",
+                    "invalid_entry",
+                    "failed",
+                ],
+            ),
+            checkpoints: reg.counter("ledger_checkpoints", "Checkpoints signed and published"),
+            cosignatures: reg.gauge(
+                "ledger_checkpoint_cosignatures",
+                "Witness cosignatures on the latest checkpoint",
+            ),
+            witness_lag: reg.gauge_family(
+                "ledger_witness_lag_entries",
+                "Entries the latest checkpoint has that a witness has not cosigned yet",
+            ),
+            witness_failures: reg.counter_family(
+                "ledger_witness_failures",
+                "Cosignature requests a witness failed or refused",
+            ),
+        }
+    }
+
+    fn add(&self, outcome: &'static str) {
+        self.adds.get_or_create(&[("outcome", outcome)]).inc();
+    }
+}
+
+fn witness_label(i: usize) -> WitnessLabel {
+    [("witness", i.to_string())]
+}
 
 /// A witness the ledger asks for cosignatures.
 #[derive(Debug, Clone)]
@@ -96,6 +161,7 @@ struct LogState {
 }
 
 struct Shared {
+    metrics: LedgerMetrics,
     origin: String,
     operators: Vec<VerifierKey>,
     state: RwLock<LogState>,
@@ -159,6 +225,14 @@ impl Ledger {
     /// file, check the stored checkpoint against it, publish a checkpoint covering
     /// every durable entry, and start the sequencer.
     pub async fn open(cfg: LedgerConfig) -> Result<Self, Error> {
+        Self::open_with_metrics(cfg, LedgerMetrics::default()).await
+    }
+
+    /// [`Ledger::open`], counting into `metrics`.
+    pub async fn open_with_metrics(
+        cfg: LedgerConfig,
+        metrics: LedgerMetrics,
+    ) -> Result<Self, Error> {
         std::fs::create_dir_all(&cfg.dir)?;
         let key = load_or_create_key(&cfg.dir.join("ledger.key"), &cfg.origin, KeyType::Ed25519)?;
         let operator_key_file = cfg.dir.join("operator.key");
@@ -207,8 +281,9 @@ impl Ledger {
             Err(e) => return Err(e.into()),
         };
 
-        let witnesses = WitnessClient::new(cfg.witnesses.clone())?;
+        let witnesses = WitnessClient::new(cfg.witnesses.clone(), metrics.clone())?;
         let size = tree.size();
+        metrics.entries.set(i64::try_from(size).unwrap_or(i64::MAX));
         let published = match stored_size {
             Some((s, text)) if s == size => Published {
                 size: s,
@@ -227,6 +302,7 @@ impl Ledger {
 
         let (tx, rx) = mpsc::channel(4 * MAX_BATCH);
         let shared = Arc::new(Shared {
+            metrics,
             origin: cfg.origin.clone(),
             operators,
             state: RwLock::new(LogState {
@@ -290,7 +366,12 @@ async fn make_checkpoint(
     let cp = Checkpoint::new(origin, tree.size(), tree.root())?;
     let mut note = Note::new(&cp.to_text())?;
     note.add_signature(key.sign_note(note.text())?)?;
-    witnesses.cosign(&mut note, tree).await;
+    let cosigned = witnesses.cosign(&mut note, tree).await;
+    witnesses.metrics.checkpoints.inc();
+    witnesses
+        .metrics
+        .cosignatures
+        .set(i64::try_from(cosigned).unwrap_or(i64::MAX));
     Ok(note.encode())
 }
 
@@ -353,6 +434,10 @@ impl Sequencer {
                 st.by_hash.entry(h).or_insert(i);
                 st.entries.push(Arc::new(e));
             }
+            self.shared
+                .metrics
+                .entries
+                .set(i64::try_from(st.tree.size()).unwrap_or(i64::MAX));
         }
         // Only the sequencer writes the state, so holding a read guard while the
         // witnesses answer blocks no reader and needs no copy of the tree.
@@ -378,6 +463,16 @@ impl Sequencer {
                 note: Arc::new(note),
             };
         }
+        // Counted once durable and published: a failed batch is counted as `failed`
+        // by the handlers that get the error.
+        let appended = new_hashes.len() as u64;
+        let m = &self.shared.metrics;
+        m.adds
+            .get_or_create(&[("outcome", "appended")])
+            .inc_by(appended);
+        m.adds
+            .get_or_create(&[("outcome", "duplicate")])
+            .inc_by((batch.len() as u64).saturating_sub(appended));
         for (r, i) in batch.drain(..).zip(answers) {
             let _ = r.reply.send(Ok((i, size)));
         }
@@ -389,10 +484,16 @@ impl Sequencer {
 struct WitnessClient {
     http: reqwest::Client,
     witnesses: Vec<(WitnessConfig, tokio::sync::Mutex<u64>)>,
+    metrics: LedgerMetrics,
 }
 
 impl WitnessClient {
-    fn new(witnesses: Vec<WitnessConfig>) -> Result<Self, Error> {
+    fn new(witnesses: Vec<WitnessConfig>, metrics: LedgerMetrics) -> Result<Self, Error> {
+        // Every configured witness has its series from the start, at zero.
+        for i in 0..witnesses.len() {
+            let _ = metrics.witness_lag.get_or_create(&witness_label(i));
+            let _ = metrics.witness_failures.get_or_create(&witness_label(i));
+        }
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(10))
             .build()?;
@@ -402,22 +503,27 @@ impl WitnessClient {
                 .into_iter()
                 .map(|w| (w, tokio::sync::Mutex::new(0)))
                 .collect(),
+            metrics,
         })
     }
 
     /// Ask every witness to cosign `note` (already ledger-signed) and add each valid
     /// cosignature to it. A witness that fails is logged and skipped: the checkpoint
-    /// is still published, carrying the cosignatures that were collected.
-    async fn cosign(&self, note: &mut Note, tree: &MemoryTree) {
+    /// is still published, carrying the cosignatures that were collected. Returns how
+    /// many witnesses cosigned.
+    async fn cosign(&self, note: &mut Note, tree: &MemoryTree) -> usize {
         let body_note = note.encode();
         let futs = self
             .witnesses
             .iter()
             .map(|(w, known)| self.ask(w, known, &body_note, tree));
         let results = futures::future::join_all(futs).await;
-        for ((w, _), r) in self.witnesses.iter().zip(results) {
+        let mut cosigned = 0;
+        for (i, ((w, known), r)) in self.witnesses.iter().zip(results).enumerate() {
+            let label = witness_label(i);
             match r {
                 Ok(lines) => {
+                    let mut valid = false;
                     for line in lines {
                         let Ok(sig) = NoteSignature::parse_line(&line) else {
                             continue;
@@ -425,13 +531,28 @@ impl WitnessClient {
                         let mut probe = note.clone();
                         if probe.add_signature(sig.clone()).is_ok() && w.key.verify(&probe).is_ok()
                         {
-                            let _ = note.add_signature(sig);
+                            valid |= note.add_signature(sig).is_ok();
                         }
                     }
+                    if valid {
+                        cosigned += 1;
+                    } else {
+                        self.metrics.witness_failures.get_or_create(&label).inc();
+                    }
                 }
-                Err(e) => tracing::warn!(witness = %w.url, error = %e, "no cosignature"),
+                Err(e) => {
+                    tracing::warn!(witness = %w.url, error = %e, "no cosignature");
+                    self.metrics.witness_failures.get_or_create(&label).inc();
+                }
             }
+            // What the witness last cosigned (or told us it has), against our size.
+            let lag = tree.size().saturating_sub(*known.lock().await);
+            self.metrics
+                .witness_lag
+                .get_or_create(&label)
+                .set(i64::try_from(lag).unwrap_or(i64::MAX));
         }
+        cosigned
     }
 
     async fn ask(
@@ -502,6 +623,7 @@ async fn add(State(s): State<Arc<Shared>>, headers: HeaderMap, body: Bytes) -> R
         .get(crate::auth::HEADER)
         .and_then(|v| v.to_str().ok())
     else {
+        s.metrics.add("unauthorized");
         return problem(StatusCode::UNAUTHORIZED, "missing Confide-Auth header");
     };
     if let Err(e) = crate::auth::verify(auth, &s.operators, &s.origin, now_unix(), &body) {
@@ -511,9 +633,11 @@ async fn add(State(s): State<Arc<Shared>>, headers: HeaderMap, body: Bytes) -> R
             }
             _ => StatusCode::FORBIDDEN,
         };
+        s.metrics.add("unauthorized");
         return problem(status, &e.to_string());
     }
     if let Err(e) = confide_release::LedgerEntry::decode(&body) {
+        s.metrics.add("invalid_entry");
         return Problem::new(
             StatusCode::BAD_REQUEST,
             "about:blank",
@@ -531,6 +655,7 @@ async fn add(State(s): State<Arc<Shared>>, headers: HeaderMap, body: Bytes) -> R
         .await
         .is_err()
     {
+        s.metrics.add("failed");
         return problem(StatusCode::SERVICE_UNAVAILABLE, "sequencer stopped");
     }
     match rx.await {
@@ -540,7 +665,10 @@ async fn add(State(s): State<Arc<Shared>>, headers: HeaderMap, body: Bytes) -> R
             serde_json::json!({ "index": index, "tree_size": tree_size }).to_string(),
         )
             .into_response(),
-        _ => problem(StatusCode::SERVICE_UNAVAILABLE, "entry not stored"),
+        _ => {
+            s.metrics.add("failed");
+            problem(StatusCode::SERVICE_UNAVAILABLE, "entry not stored")
+        }
     }
 }
 

@@ -103,7 +103,7 @@ impl EgressLayer {
 }
 
 /// One field value that passed the checks.
-enum Value {
+pub(crate) enum Value {
     Name(&'static str),
     I64(i64),
     U64(u64),
@@ -169,6 +169,27 @@ impl Visit for Collect {
     }
 }
 
+/// An event that passed the allow-list: its name and its checked fields. Both the log
+/// line ([`EgressLayer`]) and the node's metrics ([`crate::metrics::MetricsLayer`]) are
+/// built only from this, so the two channels apply one rule.
+pub(crate) struct Accepted {
+    pub(crate) event: &'static str,
+    pub(crate) fields: Vec<(&'static str, Value)>,
+}
+
+/// Apply the allow-list rule (module docs) to `event`.
+pub(crate) fn accept(event: &Event<'_>) -> Option<Accepted> {
+    let mut c = Collect::default();
+    event.record(&mut c);
+    if c.rejected {
+        return None;
+    }
+    Some(Accepted {
+        event: c.event?,
+        fields: c.fields,
+    })
+}
+
 /// Renders an accepted event as one JSON line. Field names are `&'static str` from
 /// call sites in the binary; they are still filtered to `[a-z0-9_]` so a name can never
 /// break the JSON or carry anything but an identifier.
@@ -207,13 +228,10 @@ impl<S: Subscriber> Layer<S> for EgressLayer {
         if *level > self.max_level {
             return;
         }
-        let mut c = Collect::default();
-        event.record(&mut c);
-        if c.rejected {
+        let Some(accepted) = accept(event) else {
             return;
-        }
-        let Some(name) = c.event else { return };
-        if let Some(line) = render(level, name, &c.fields) {
+        };
+        if let Some(line) = render(level, accepted.event, &accepted.fields) {
             let mut w = self.sink.lock().unwrap_or_else(PoisonError::into_inner);
             let _ = w.write_all(line.as_bytes());
             let _ = w.flush();
@@ -231,6 +249,17 @@ pub fn install() -> bool {
     use tracing_subscriber::layer::SubscriberExt as _;
     install_panic_hook();
     let subscriber = tracing_subscriber::registry().with(EgressLayer::stderr_from_env());
+    tracing::subscriber::set_global_default(subscriber).is_ok()
+}
+
+/// [`install`], and count every allowed event into `metrics` too (the node's
+/// `/metrics` is fed by the same allow-list as its log, never by request data).
+pub fn install_with_metrics(metrics: crate::metrics::NodeMetrics) -> bool {
+    use tracing_subscriber::layer::SubscriberExt as _;
+    install_panic_hook();
+    let subscriber = tracing_subscriber::registry()
+        .with(EgressLayer::stderr_from_env())
+        .with(crate::metrics::MetricsLayer::new(metrics));
     tracing::subscriber::set_global_default(subscriber).is_ok()
 }
 

@@ -23,6 +23,7 @@ pub mod egress;
 pub mod frames;
 pub mod ledger;
 pub mod measure;
+pub mod metrics;
 pub mod node;
 pub mod server;
 

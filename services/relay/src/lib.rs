@@ -21,6 +21,7 @@ use axum::extract::{ConnectInfo, State};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use bytes::Bytes;
+use confide_svc::metrics::{CounterFamily, MetricsRegistry};
 use confide_svc::problem::Problem;
 use futures::StreamExt;
 use http::{HeaderMap, HeaderValue, StatusCode, header};
@@ -82,6 +83,45 @@ impl RelayConfig {
             burst: 40.0,
             pool_idle: 32,
         }
+    }
+}
+
+/// The relay's route templates, as given to its router (the `route` label's values).
+pub const ROUTES: &[&str] = &["/", "/{*path}"];
+
+/// What happened to a request, for host monitoring (docs/operations.md). The label is
+/// one of a fixed set; nothing of the request or the client is recorded.
+#[derive(Debug, Clone, Default)]
+pub struct RelayMetrics {
+    outcomes: CounterFamily<1>,
+}
+
+impl RelayMetrics {
+    /// Register the relay's own metrics.
+    pub fn new(reg: &mut MetricsRegistry) -> Self {
+        Self {
+            outcomes: reg.counter_family_of(
+                "relay_requests",
+                "Requests by outcome: forwarded, or why the relay refused or failed them",
+                "outcome",
+                Self::OUTCOMES,
+            ),
+        }
+    }
+
+    /// The values of the `outcome` label.
+    pub const OUTCOMES: &[&str] = &[
+        "forwarded",
+        "rate_limited",
+        "unsupported_media_type",
+        "too_large",
+        "body_unreadable",
+        "gateway_unreachable",
+        "gateway_timeout",
+    ];
+
+    fn count(&self, outcome: &'static str) {
+        self.outcomes.get_or_create(&[("outcome", outcome)]).inc();
     }
 }
 
@@ -151,6 +191,7 @@ pub struct Relay {
     gateway: reqwest::Url,
     client: reqwest::Client,
     limiter: RateLimiter,
+    metrics: RelayMetrics,
 }
 
 impl Relay {
@@ -177,7 +218,14 @@ impl Relay {
             gateway,
             client,
             limiter,
+            metrics: RelayMetrics::default(),
         })
+    }
+
+    /// Count outcomes into `metrics` (without this they are counted nowhere).
+    pub fn with_metrics(mut self, metrics: RelayMetrics) -> Self {
+        self.metrics = metrics;
+        self
     }
 
     /// The relay's HTTP router: `POST /` (and any path) forwards to the gateway.
@@ -211,6 +259,7 @@ async fn relay(State(relay): State<Arc<Relay>>, request: http::Request<Body>) ->
     let ip = rate_key(peer.map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |a| a.ip()));
     if !relay.limiter.allow(ip, Instant::now()) {
         tracing::info!("rate limited");
+        relay.metrics.count("rate_limited");
         let mut r = problem(
             StatusCode::TOO_MANY_REQUESTS,
             "rate-limited",
@@ -221,6 +270,7 @@ async fn relay(State(relay): State<Arc<Relay>>, request: http::Request<Body>) ->
         return r;
     }
     let Some(media) = media_type(&headers) else {
+        relay.metrics.count("unsupported_media_type");
         return problem(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             "unsupported-media-type",
@@ -233,12 +283,17 @@ async fn relay(State(relay): State<Arc<Relay>>, request: http::Request<Body>) ->
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
     if declared.is_some_and(|n| n > limit as u64) {
+        relay.metrics.count("too_large");
         return too_large(limit);
     }
     let bytes = match Limited::new(body, limit).collect().await {
         Ok(c) => c.to_bytes(),
-        Err(e) if e.is::<http_body_util::LengthLimitError>() => return too_large(limit),
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => {
+            relay.metrics.count("too_large");
+            return too_large(limit);
+        }
         Err(_) => {
+            relay.metrics.count("body_unreadable");
             return problem(
                 StatusCode::BAD_REQUEST,
                 "body-unreadable",
@@ -257,6 +312,7 @@ async fn relay(State(relay): State<Arc<Relay>>, request: http::Request<Body>) ->
         Ok(Ok(r)) => r,
         Ok(Err(_)) => {
             tracing::warn!(size, "gateway unreachable");
+            relay.metrics.count("gateway_unreachable");
             return problem(
                 StatusCode::BAD_GATEWAY,
                 "gateway-unreachable",
@@ -265,6 +321,7 @@ async fn relay(State(relay): State<Arc<Relay>>, request: http::Request<Body>) ->
         }
         Err(_) => {
             tracing::warn!(size, "gateway timed out");
+            relay.metrics.count("gateway_timeout");
             return problem(
                 StatusCode::GATEWAY_TIMEOUT,
                 "gateway-timeout",
@@ -274,6 +331,7 @@ async fn relay(State(relay): State<Arc<Relay>>, request: http::Request<Body>) ->
     };
     let status = upstream.status();
     tracing::info!(size, status = status.as_u16(), "forwarded");
+    relay.metrics.count("forwarded");
     let content_type = upstream
         .headers()
         .get(header::CONTENT_TYPE)

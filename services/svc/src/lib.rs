@@ -10,8 +10,10 @@
 //! - [`durable`]: crash-safe file writes (write to a temporary file, fsync, rename,
 //!   fsync the directory), so a `kill -9` never leaves a half-written state file.
 //! - [`problem`]: RFC 9457 problem details responses.
+//! - [`metrics`]: host metrics (OpenMetrics text on a separate listener, ADR 0900).
 
 pub mod durable;
+pub mod metrics;
 pub mod problem;
 
 use std::net::SocketAddr;

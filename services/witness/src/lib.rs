@@ -30,6 +30,8 @@ use axum::routing::post;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
 use confide_note::{Checkpoint, KeyType, Note, SignerKey, VerifierKey};
+use confide_svc::metrics::prometheus_client::metrics::gauge::Gauge;
+use confide_svc::metrics::{CounterFamily, MetricsRegistry};
 use confide_svc::problem::Problem;
 use confide_tlog::Hash;
 use serde::{Deserialize, Serialize};
@@ -58,6 +60,50 @@ pub enum Error {
     KeyFile(String),
 }
 
+/// The witness's route templates, as given to its router.
+pub const ROUTES: &[&str] = &["/add-checkpoint"];
+
+/// The witness's host metrics (docs/operations.md): checkpoints by outcome and when it
+/// last cosigned. Labels are fixed names; a log is never named.
+#[derive(Debug, Clone, Default)]
+pub struct WitnessMetrics {
+    checkpoints: CounterFamily<1>,
+    last_cosign: Gauge,
+}
+
+impl WitnessMetrics {
+    /// Register the witness's metrics.
+    pub fn new(reg: &mut MetricsRegistry) -> Self {
+        Self {
+            checkpoints: reg.counter_family_of(
+                "witness_checkpoints",
+                "add-checkpoint requests by outcome",
+                "outcome",
+                &[
+                    "cosigned",
+                    "malformed",
+                    "unknown_log",
+                    "bad_signature",
+                    "size_conflict",
+                    "root_conflict",
+                    "bad_proof",
+                    "failed",
+                ],
+            ),
+            last_cosign: reg.gauge(
+                "witness_last_cosign_timestamp_seconds",
+                "Unix time of the latest cosignature (0: none since start)",
+            ),
+        }
+    }
+
+    fn outcome(&self, outcome: &'static str) {
+        self.checkpoints
+            .get_or_create(&[("outcome", outcome)])
+            .inc();
+    }
+}
+
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 struct LogRecord {
     size: u64,
@@ -70,6 +116,7 @@ struct StateFile {
 }
 
 struct Shared {
+    metrics: WitnessMetrics,
     key: SignerKey,
     logs: Vec<VerifierKey>,
     state: Mutex<StateFile>,
@@ -93,6 +140,16 @@ impl Witness {
     /// Open the witness in `dir` with key name `name` (creating `witness.key` on first
     /// start) for the logs whose ledger keys are `logs`.
     pub fn open(dir: &Path, name: &str, logs: Vec<VerifierKey>) -> Result<Self, Error> {
+        Self::open_with_metrics(dir, name, logs, WitnessMetrics::default())
+    }
+
+    /// [`Witness::open`], counting into `metrics`.
+    pub fn open_with_metrics(
+        dir: &Path,
+        name: &str,
+        logs: Vec<VerifierKey>,
+        metrics: WitnessMetrics,
+    ) -> Result<Self, Error> {
         std::fs::create_dir_all(dir)?;
         let key = confide_ledger::server::load_or_create_key(
             &dir.join("witness.key"),
@@ -108,6 +165,7 @@ impl Witness {
         };
         Ok(Self {
             shared: Arc::new(Shared {
+                metrics,
                 key,
                 logs,
                 state: Mutex::new(state),
@@ -178,22 +236,39 @@ fn parse_request(body: &[u8]) -> Result<Request, &'static str> {
 }
 
 async fn add_checkpoint(State(s): State<Arc<Shared>>, body: Bytes) -> Response {
-    let req = match parse_request(&body) {
+    let (outcome, response) = check_and_cosign(&s, &body).await;
+    s.metrics.outcome(outcome);
+    response
+}
+
+/// The protocol steps; returns the outcome's fixed name with the answer, so every
+/// return path is counted exactly once.
+async fn check_and_cosign(s: &Shared, body: &[u8]) -> (&'static str, Response) {
+    let req = match parse_request(body) {
         Ok(r) => r,
-        Err(why) => return problem(StatusCode::BAD_REQUEST, why),
+        Err(why) => return ("malformed", problem(StatusCode::BAD_REQUEST, why)),
     };
     let cp = &req.checkpoint;
     let log_keys: Vec<&VerifierKey> = s.logs.iter().filter(|k| k.name() == cp.origin()).collect();
     if log_keys.is_empty() {
-        return problem(StatusCode::NOT_FOUND, "unknown log origin");
+        return (
+            "unknown_log",
+            problem(StatusCode::NOT_FOUND, "unknown log origin"),
+        );
     }
     if !log_keys.iter().any(|k| k.verify(&req.note).is_ok()) {
-        return problem(StatusCode::FORBIDDEN, "no valid signature by the log's key");
+        return (
+            "bad_signature",
+            problem(StatusCode::FORBIDDEN, "no valid signature by the log's key"),
+        );
     }
     if req.old > cp.size() {
-        return problem(
-            StatusCode::BAD_REQUEST,
-            "old size larger than checkpoint size",
+        return (
+            "malformed",
+            problem(
+                StatusCode::BAD_REQUEST,
+                "old size larger than checkpoint size",
+            ),
         );
     }
     // Check and persist under one lock (the race the spec describes).
@@ -205,7 +280,7 @@ async fn add_checkpoint(State(s): State<Arc<Shared>>, body: Bytes) -> Response {
             header::CONTENT_TYPE,
             HeaderValue::from_static("text/x.tlog.size"),
         );
-        return r;
+        return ("size_conflict", r);
     }
     let stored_root = if rec.size == 0 {
         None
@@ -216,22 +291,36 @@ async fn add_checkpoint(State(s): State<Arc<Shared>>, body: Bytes) -> Response {
             .and_then(|b| Hash::from_slice(&b).ok())
         {
             Some(h) => Some(h),
-            None => return problem(StatusCode::INTERNAL_SERVER_ERROR, "witness state damaged"),
+            None => {
+                return (
+                    "failed",
+                    problem(StatusCode::INTERNAL_SERVER_ERROR, "witness state damaged"),
+                );
+            }
         }
     };
     if req.old == cp.size() {
         if !req.proof.is_empty() {
-            return problem(
-                StatusCode::BAD_REQUEST,
-                "proof must be empty for equal sizes",
+            return (
+                "malformed",
+                problem(
+                    StatusCode::BAD_REQUEST,
+                    "proof must be empty for equal sizes",
+                ),
             );
         }
         if stored_root.is_some_and(|r| r != *cp.root()) {
-            return problem(StatusCode::CONFLICT, "same size, different root");
+            return (
+                "root_conflict",
+                problem(StatusCode::CONFLICT, "same size, different root"),
+            );
         }
     } else if req.old == 0 {
         if !req.proof.is_empty() {
-            return problem(StatusCode::BAD_REQUEST, "proof must be empty from size 0");
+            return (
+                "malformed",
+                problem(StatusCode::BAD_REQUEST, "proof must be empty from size 0"),
+            );
         }
     } else if let Some(old_root) = stored_root
         && confide_tlog::verify_consistency(req.old, cp.size(), &req.proof, &old_root, cp.root())
@@ -243,9 +332,12 @@ async fn add_checkpoint(State(s): State<Arc<Shared>>, body: Bytes) -> Response {
             new = cp.size(),
             "inconsistent checkpoint refused"
         );
-        return problem(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "consistency proof does not verify",
+        return (
+            "bad_proof",
+            problem(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "consistency proof does not verify",
+            ),
         );
     }
     let new = LogRecord {
@@ -255,7 +347,12 @@ async fn add_checkpoint(State(s): State<Arc<Shared>>, body: Bytes) -> Response {
     let previous = state.logs.insert(cp.origin().to_owned(), new);
     let bytes = match serde_json::to_vec_pretty(&*state) {
         Ok(b) => b,
-        Err(_) => return problem(StatusCode::INTERNAL_SERVER_ERROR, "state encoding failed"),
+        Err(_) => {
+            return (
+                "failed",
+                problem(StatusCode::INTERNAL_SERVER_ERROR, "state encoding failed"),
+            );
+        }
     };
     let path = s.state_path.clone();
     if tokio::task::spawn_blocking(move || confide_svc::durable::write_atomic(&path, &bytes))
@@ -267,9 +364,12 @@ async fn add_checkpoint(State(s): State<Arc<Shared>>, body: Bytes) -> Response {
             Some(p) => state.logs.insert(cp.origin().to_owned(), p),
             None => state.logs.remove(cp.origin()),
         };
-        return problem(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "cannot persist witness state",
+        return (
+            "failed",
+            problem(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "cannot persist witness state",
+            ),
         );
     }
     drop(state);
@@ -284,9 +384,15 @@ async fn add_checkpoint(State(s): State<Arc<Shared>>, body: Bytes) -> Response {
                 header::CONTENT_TYPE,
                 HeaderValue::from_static("text/plain; charset=utf-8"),
             );
-            r
+            s.metrics
+                .last_cosign
+                .set(i64::try_from(now).unwrap_or(i64::MAX));
+            ("cosigned", r)
         }
-        Err(_) => problem(StatusCode::INTERNAL_SERVER_ERROR, "cosigning failed"),
+        Err(_) => (
+            "failed",
+            problem(StatusCode::INTERNAL_SERVER_ERROR, "cosigning failed"),
+        ),
     }
 }
 
