@@ -59,6 +59,15 @@ enum Command {
     Suggest(cmd::client::SuggestArgs),
     /// Verify the node and print every check made.
     Verify(cmd::client::VerifyArgs),
+    /// Turn AI features on or off on this device (off until turned on).
+    #[command(subcommand)]
+    Consent(cmd::privacy::ConsentCmd),
+    /// Protect chats from AI features on this device, or list them.
+    #[command(subcommand)]
+    Chats(cmd::privacy::ChatsCmd),
+    /// List and verify (offline) the signed processing receipts kept for each answer.
+    #[command(subcommand)]
+    Receipts(cmd::receipts::ReceiptsCmd),
 }
 
 fn main() -> ExitCode {
@@ -92,6 +101,9 @@ fn main() -> ExitCode {
             Command::Summarize(a) => cmd::client::summarize(a).await,
             Command::Suggest(a) => cmd::client::suggest(a).await,
             Command::Verify(a) => cmd::client::verify(a).await,
+            Command::Consent(c) => cmd::privacy::consent(c),
+            Command::Chats(c) => cmd::privacy::chats(c),
+            Command::Receipts(c) => cmd::receipts::run(c),
         }
     });
     match result {

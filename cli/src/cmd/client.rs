@@ -9,8 +9,10 @@
 //! | 1 | other failure |
 //! | 2 | usage, configuration or input (chat file) error |
 //! | 3 | a party is unreachable or has no node |
-//! | 4 | verification failed: the node or key config is not trusted |
+//! | 4 | verification failed: the node or key config is not trusted, or its receipt for the answer does not check out |
 //! | 5 | no tokens (account refused or rate-limited) |
+//! | 6 | AI features are off (`confide consent on` turns them on); nothing was sent |
+//! | 7 | the chat is protected (by you, or its Advanced Chat Privacy); nothing was sent |
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -86,7 +88,9 @@ pub fn fail(e: &Error) -> ExitCode {
             ..
         }
         | Error::NoTokens { .. } => 5,
-        Error::Check { .. } => 4,
+        Error::Check { .. } | Error::Receipt(_) => 4,
+        Error::ConsentRequired { .. } => 6,
+        Error::ChatProtected(_) => 7,
         _ => 1,
     })
 }
@@ -164,11 +168,21 @@ pub async fn print_stream(mut s: TextStream) -> Result<(), Error> {
                 let _ = out.write_all(t.as_bytes());
                 let _ = out.flush();
             }
-            Event::End { finish, .. } => {
+            Event::End { finish, label, .. } => {
                 progress.stop();
                 let _ = writeln!(out);
                 if finish == "length" {
                     eprintln!("(stopped at the length limit)");
+                }
+                // Every answer is labelled, on stdout with it, so a copy of the answer
+                // keeps its label.
+                let _ = writeln!(out, "\n— {}", label.line());
+                if let Some(p) = &label.receipt_path {
+                    eprintln!(
+                        "receipt kept in {} (check it any time: confide receipts verify --config … {})",
+                        p.display(),
+                        p.display()
+                    );
                 }
             }
             _ => {}
@@ -279,24 +293,26 @@ async fn summarize_inner(a: &SummarizeArgs) -> Result<(), Error> {
         )?),
         None => None,
     };
-    let selected = parsed.select(
-        &Selection {
-            since,
-            last: a.last,
-        },
-        &opts.limits,
-    )?;
+    let selection = Selection {
+        since,
+        last: a.last,
+    };
+    // Consent and protection first, before any party is contacted (even to verify). The
+    // SDK checks them again in `summarize` itself.
+    cfg_client.may_summarize(&parsed)?;
+    let selected = parsed.select(&selection, &opts.limits)?;
     eprintln!(
         "summarising {} of {} messages ({} system/media lines skipped)",
         selected.len(),
         parsed.messages.len(),
         parsed.skipped.total()
     );
+    drop(selected);
     if a.show_verification {
         let r = cfg_client.verify().await?;
         print_report(&r, false);
     }
-    let stream = cfg_client.summarize(&selected, None).await?;
+    let stream = cfg_client.summarize(&parsed, &selection, None).await?;
     let res = print_stream(stream).await;
     cfg_client.close().await;
     res

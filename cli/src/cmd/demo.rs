@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 
 use super::client::{connect, fail, print_report, print_stream};
-use super::up::{Stack, UpArgs};
+use super::up::{Stack, UpArgs, unix_now};
 
 /// `confide demo`.
 #[derive(Debug, clap::Args)]
@@ -21,6 +21,41 @@ pub struct DemoArgs {
     /// Keep the temporary directory (logs, ledger, keys) instead of deleting it.
     #[arg(long)]
     pub keep: bool,
+    /// Agree to send the sample chat for a summary without being asked (AI features are
+    /// off until you agree; without a terminal to ask on, the demo needs this).
+    #[arg(long, short = 'y')]
+    pub yes: bool,
+}
+
+/// Say what will be sent and to whom, then ask (or take `--yes`). Nothing is started
+/// before the answer.
+fn ask_consent(a: &DemoArgs, chat: &Path, messages: usize, bytes: usize) -> bool {
+    use std::io::{BufRead, IsTerminal, Write};
+    eprintln!(
+        "AI features are off until you turn them on. This demo will send the {messages} \
+         messages of {} ({bytes} bytes of text) for a summary:\n\
+         \x20 - only to a node that passes every attestation and ledger check first (here a \
+         SIMULATED TEE on this machine: no hardware protection);\n\
+         \x20 - through a relay (it sees this machine's address, not the content) and a \
+         gateway (it sees neither);\n\
+         \x20 - the node keeps nothing, and nothing else leaves the device.",
+        chat.display()
+    );
+    if a.yes {
+        eprintln!("--yes: AI features on for this demo.");
+        return true;
+    }
+    if !std::io::stdin().is_terminal() {
+        eprintln!("No terminal to ask on: run `confide demo --yes` to agree.");
+        return false;
+    }
+    eprint!("Turn AI features on for this demo? [y/N] ");
+    let _ = std::io::stderr().flush();
+    let mut answer = String::new();
+    if std::io::stdin().lock().read_line(&mut answer).is_err() {
+        return false;
+    }
+    matches!(answer.trim().to_ascii_lowercase().as_str(), "y" | "yes")
 }
 
 fn default_chat() -> PathBuf {
@@ -36,7 +71,14 @@ pub async fn run(a: DemoArgs) -> anyhow::Result<ExitCode> {
     let parsed = confide_sdk::chat::parse(&chat_bytes, &confide_sdk::chat::ParseOptions::default())
         .with_context(|| format!("{}", chat_path.display()))?;
     let limits = confide_sdk::chat::Limits::default();
-    let selected = parsed.select(&confide_sdk::chat::Selection::default(), &limits)?;
+    let selection = confide_sdk::chat::Selection::default();
+    let selected = parsed.select(&selection, &limits)?;
+    let text_bytes: usize = selected.iter().map(|m| m.sender.len() + m.text.len()).sum();
+    if !ask_consent(&a, &chat_path, selected.len(), text_bytes) {
+        return Ok(fail(&confide_sdk::Error::ConsentRequired {
+            withdrawn: false,
+        }));
+    }
 
     let tmp = tempfile::Builder::new()
         .prefix("confide-demo-")
@@ -57,6 +99,8 @@ pub async fn run(a: DemoArgs) -> anyhow::Result<ExitCode> {
     println!("{}", stack.status());
 
     let result = async {
+        let cfg = confide_sdk::config::ClientConfig::load(&stack.client_config)?;
+        confide_sdk::consent::Consent::record(&cfg.consent_state, true, unix_now())?;
         let client = connect(&stack.client_config)?;
         eprintln!("== 2/4 verifying the node before sending anything");
         let report = client.verify().await?;
@@ -68,7 +112,7 @@ pub async fn run(a: DemoArgs) -> anyhow::Result<ExitCode> {
             parsed.skipped.total()
         );
         println!("\nSummary:");
-        let stream = client.summarize(&selected, None).await?;
+        let stream = client.summarize(&parsed, &selection, None).await?;
         let res = print_stream(stream).await;
         client.close().await;
         res

@@ -9,6 +9,8 @@ pub mod issuer;
 pub mod ledger;
 pub mod monitor;
 pub mod node;
+pub mod privacy;
+pub mod receipts;
 pub mod relay;
 pub mod release;
 pub mod up;

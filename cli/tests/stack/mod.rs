@@ -96,6 +96,11 @@ impl Up {
                 }
             }
         }
+        // AI features are off until the person turns them on (crate::consent); the tests
+        // that drive summaries act as a person who did. Tests of consent itself use their
+        // own state files.
+        let out = confide(&["consent", "on", "--config", up.config().to_str().unwrap()]);
+        assert!(out.status.success(), "{}", text(&out.stderr));
         up
     }
 
@@ -169,6 +174,9 @@ pub fn variant(up: &Up, dir: &Path, name: &str, edit: impl Fn(String) -> String)
         "trust-policy.toml",
         "tokens.json",
         "checkpoint.txt",
+        "consent.json",
+        "protected-chats.json",
+        "receipts",
     ] {
         text = text.replace(
             &format!("\"{f}\""),

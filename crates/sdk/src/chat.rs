@@ -333,6 +333,76 @@ pub struct Chat {
     pub messages: Vec<Message>,
     /// What was skipped.
     pub skipped: Skipped,
+    /// What the export says about the chat itself (its name, its id, its AI setting).
+    pub facts: ChatFacts,
+}
+
+/// What an export says about the chat as a whole, gathered from WhatsApp's own system
+/// lines or the JSON envelope. Used to recognise a chat the person protected
+/// ([`crate::protect`]); never sent anywhere. Names are hidden from `Debug`.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct ChatFacts {
+    /// Group names the export shows (`created group "…"`, `changed the subject … to "…"`),
+    /// in file order.
+    pub subjects: Vec<Zeroizing<String>>,
+    /// The id a JSON export carries in its envelope (`{"chat_id": …, "messages": […]}`).
+    pub chat_id: Option<Zeroizing<String>>,
+    /// WhatsApp's Advanced Chat Privacy as the export's last system line about it left it:
+    /// `Some(true)` on, `Some(false)` off, `None` when no such line is present.
+    pub advanced_chat_privacy: Option<bool>,
+}
+
+impl fmt::Debug for ChatFacts {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ChatFacts")
+            .field("subjects", &self.subjects.len())
+            .field("chat_id", &self.chat_id.as_ref().map(|_| "<set>"))
+            .field("advanced_chat_privacy", &self.advanced_chat_privacy)
+            .finish()
+    }
+}
+
+/// The system lines WhatsApp writes when someone changes a chat's Advanced Chat Privacy
+/// setting, matched case-insensitively anywhere in the line, with the state each one
+/// leaves. The setting (April 2025) "prevents others from exporting chats, auto-downloading
+/// media and using messages for AI features"; the line reads "<name> turned on advanced
+/// chat privacy" (or "You turned …"), then an explanation. Only English exports are
+/// covered; add another language's wording here (from a real export of that language),
+/// and nothing else needs to change.
+pub const ADVANCED_CHAT_PRIVACY_LINES: &[(&str, bool)] = &[
+    ("turned on advanced chat privacy", true),
+    ("turned off advanced chat privacy", false),
+];
+
+/// The Advanced Chat Privacy state a system line sets, if it is such a line.
+pub fn advanced_chat_privacy_line(line: &str) -> Option<bool> {
+    let lower = line.to_lowercase();
+    ADVANCED_CHAT_PRIVACY_LINES
+        .iter()
+        .find(|(phrase, _)| lower.contains(phrase))
+        .map(|(_, on)| *on)
+}
+
+/// The group name a `created group "…"` / `changed the subject … to "…"` line sets.
+fn subject_line(line: &str) -> Option<&str> {
+    let after = if let Some(i) = line.find(" changed the subject ") {
+        // "from \"A\" to \"B\"" or "to \"B\"": the name after the last " to ".
+        let rest = &line[i..];
+        &rest[rest.rfind(" to ")? + 4..]
+    } else {
+        let i = line.find(" created group ")?;
+        &line[i + " created group ".len()..]
+    };
+    let after = after.trim();
+    let open = after.chars().next()?;
+    let close = match open {
+        '"' => '"',
+        '\u{201c}' => '\u{201d}',
+        _ => return None,
+    };
+    let inner = &after[open.len_utf8()..];
+    let name = &inner[..inner.rfind(close)?];
+    (!name.trim().is_empty()).then_some(name)
 }
 
 /// Which messages to send.
@@ -507,6 +577,8 @@ struct JsonMessage {
 #[derive(serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 struct JsonEnvelope {
+    #[serde(default)]
+    chat_id: Option<String>,
     messages: Vec<JsonMessage>,
 }
 
@@ -526,10 +598,14 @@ fn json_error(e: &serde_json::Error) -> ChatError {
 }
 
 fn parse_json(text: &str, opts: &ParseOptions) -> Result<Chat, ChatError> {
+    let mut facts = ChatFacts::default();
     let raw: Vec<JsonMessage> = if text.trim_start().starts_with('{') {
-        serde_json::from_str::<JsonEnvelope>(text)
-            .map_err(|e| json_error(&e))?
-            .messages
+        let env = serde_json::from_str::<JsonEnvelope>(text).map_err(|e| json_error(&e))?;
+        facts.chat_id = env
+            .chat_id
+            .filter(|id| !id.trim().is_empty())
+            .map(Zeroizing::new);
+        env.messages
     } else {
         serde_json::from_str(text).map_err(|e| json_error(&e))?
     };
@@ -552,6 +628,7 @@ fn parse_json(text: &str, opts: &ParseOptions) -> Result<Chat, ChatError> {
         date_order: DateOrder::Auto,
         messages,
         skipped: Skipped::default(),
+        facts,
     })
 }
 
@@ -797,7 +874,8 @@ enum PendingKind {
         sender_end: usize,
         raw: Zeroizing<String>,
     },
-    System,
+    /// WhatsApp's own line; its first line is kept to read chat facts from.
+    System(Zeroizing<String>),
 }
 
 fn parse_whatsapp(text: &str, opts: &ParseOptions) -> Result<Chat, ChatError> {
@@ -824,6 +902,7 @@ fn parse_whatsapp(text: &str, opts: &ParseOptions) -> Result<Chat, ChatError> {
     // Pass 2: assemble messages.
     let mut messages = Vec::new();
     let mut skipped = Skipped::default();
+    let mut facts = ChatFacts::default();
     let mut pending: Option<Pending> = None;
     for (idx, line) in text.lines().enumerate() {
         let lineno = idx + 1;
@@ -831,7 +910,7 @@ fn parse_whatsapp(text: &str, opts: &ParseOptions) -> Result<Chat, ChatError> {
         match parse_header(line) {
             Some(h) => {
                 if let Some(p) = pending.take() {
-                    flush(p, order, opts, &mut messages, &mut skipped)?;
+                    flush(p, order, opts, &mut messages, &mut skipped, &mut facts)?;
                 }
                 pending = Some(start(h, lineno));
             }
@@ -844,7 +923,7 @@ fn parse_whatsapp(text: &str, opts: &ParseOptions) -> Result<Chat, ChatError> {
                     raw.push_str(line);
                 }
                 Some(Pending {
-                    kind: PendingKind::System,
+                    kind: PendingKind::System(_),
                     ..
                 }) => {}
                 None => {
@@ -861,7 +940,7 @@ fn parse_whatsapp(text: &str, opts: &ParseOptions) -> Result<Chat, ChatError> {
         }
     }
     if let Some(p) = pending.take() {
-        flush(p, order, opts, &mut messages, &mut skipped)?;
+        flush(p, order, opts, &mut messages, &mut skipped, &mut facts)?;
     }
     if messages.len() > opts.limits.max_parsed_messages {
         return Err(ChatError::TooManyMessages {
@@ -873,6 +952,7 @@ fn parse_whatsapp(text: &str, opts: &ParseOptions) -> Result<Chat, ChatError> {
         date_order: order,
         messages,
         skipped,
+        facts,
     })
 }
 
@@ -889,13 +969,14 @@ fn start(h: Header<'_>, line: usize) -> Pending {
     let system = split.is_none()
         || (h.marked && !placeholder)
         || SYSTEM_PHRASES.iter().any(|p| head.contains(p))
+        || advanced_chat_privacy_line(head).is_some()
         || text.is_some_and(|t| ENCRYPTION_NOTICES.iter().any(|p| t.starts_with(p)));
     let kind = match split {
         Some((sender, _)) if !system => PendingKind::Message {
             sender_end: sender.len(),
             raw: Zeroizing::new(rest.to_owned()),
         },
-        _ => PendingKind::System,
+        _ => PendingKind::System(Zeroizing::new(rest.to_owned())),
     };
     Pending { line, stamp, kind }
 }
@@ -906,6 +987,7 @@ fn flush(
     opts: &ParseOptions,
     out: &mut Vec<Message>,
     skipped: &mut Skipped,
+    facts: &mut ChatFacts,
 ) -> Result<(), ChatError> {
     let (a, b, year, year_first, clock) = p.stamp;
     let (day, month) = if year_first || order == DateOrder::MonthFirst {
@@ -922,8 +1004,13 @@ fn flush(
         })?;
     let time = PrimitiveDateTime::new(date, clock).assume_offset(opts.offset);
     let (sender_end, raw) = match p.kind {
-        PendingKind::System => {
+        PendingKind::System(line) => {
             skipped.system += 1;
+            if let Some(on) = advanced_chat_privacy_line(&line) {
+                facts.advanced_chat_privacy = Some(on);
+            } else if let Some(name) = subject_line(&line) {
+                facts.subjects.push(Zeroizing::new(name.to_owned()));
+            }
             return Ok(());
         }
         PendingKind::Message { sender_end, raw } => (sender_end, raw),

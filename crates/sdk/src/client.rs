@@ -37,10 +37,13 @@ use serde::Serialize;
 use tokio::sync::mpsc;
 use zeroize::Zeroizing;
 
-use crate::chat::Message;
+use crate::chat::{Chat, Limits, Selection};
 use crate::config::ClientConfig;
+use crate::consent::Consent;
 use crate::error::{Check, Error, Party};
 use crate::ledger::{LedgerView, load_last_seen, store_last_seen};
+use crate::protect::ProtectedChats;
+use crate::receipt::{self, ReceiptError, VerifiedReceipt};
 use crate::verify::{Findings, PolicyEvidence, SharedFindings, ViewInclusion, classify};
 use crate::wire::{self, LoggedKeyConfig, RelayState, WireClient, WireError};
 
@@ -122,13 +125,56 @@ pub enum Event {
     Unstreamed,
     /// Generated text, in order.
     Text(Zeroizing<String>),
-    /// The end: why generation stopped.
+    /// The end: why generation stopped, and who processed it.
     End {
         /// `stop`, `length` or `other`.
         finish: String,
         /// Tokens generated, if the node says.
         completion_tokens: Option<u64>,
+        /// The label every answer carries: it was processed privately, by which attested
+        /// release, with its verified receipt.
+        label: Box<AnswerLabel>,
     },
+}
+
+/// What an app shows with every answer (DESIGN.md "The person stays in control"): the
+/// answer was privately processed, by which attested release, and the receipt that
+/// proves it. Only facts the device verified.
+#[derive(Debug, Clone, Serialize)]
+pub struct AnswerLabel {
+    /// Platform of the node (`sev-snp`, `tdx`, `simulated`).
+    pub platform: String,
+    /// Whether that was the simulated platform (no hardware protection).
+    pub simulated: bool,
+    /// The attested measurement, hex.
+    pub measurement: String,
+    /// The ledger the release is logged in.
+    pub ledger_origin: String,
+    /// The release's index in it.
+    pub ledger_index: u64,
+    /// The receipt's short id (its time and the start of the answer digest).
+    pub receipt_id: String,
+    /// Where the receipt was kept (`None` with `keep_receipts = false`).
+    pub receipt_path: Option<std::path::PathBuf>,
+}
+
+impl AnswerLabel {
+    /// One line for people: "privately processed by …".
+    pub fn line(&self) -> String {
+        format!(
+            "privately processed by an attested node: {}{} measurement {}…, ledger {} index {}; receipt {}",
+            self.platform,
+            if self.simulated {
+                " (SIMULATED: no hardware protection)"
+            } else {
+                ""
+            },
+            &self.measurement[..self.measurement.len().min(16)],
+            self.ledger_origin,
+            self.ledger_index,
+            self.receipt_id
+        )
+    }
 }
 
 /// A stream of [`Event`]s for one request; ends after `End` or an error.
@@ -330,10 +376,19 @@ impl Client {
         }
     }
 
-    /// Summarise `messages` (already selected, see [`crate::chat::Chat::select`]).
+    /// Summarise the `selection` of `chat` (`--last N`, `--since`; see
+    /// [`crate::chat::Chat::select`]).
+    ///
+    /// Before anything leaves the device, in this order: AI features must be on
+    /// ([`Error::ConsentRequired`], [`crate::consent`]); the chat must not be protected,
+    /// by the person or by its Advanced Chat Privacy setting ([`Error::ChatProtected`],
+    /// [`crate::protect`]); the selection must fit the node's limits ([`Error::Chat`]).
+    /// The whole chat is passed, not only the selected messages, so that a protected chat
+    /// is recognised from everything the export says about it.
     pub async fn summarize(
         &self,
-        messages: &[Message],
+        chat: &Chat,
+        selection: &Selection,
         max_tokens: Option<u32>,
     ) -> Result<TextStream, Error> {
         #[derive(Serialize)]
@@ -343,9 +398,8 @@ impl Client {
             time: time::OffsetDateTime,
             text: &'a str,
         }
-        if messages.is_empty() {
-            return Err(Error::InvalidRequest("no messages selected"));
-        }
+        self.may_summarize(chat)?;
+        let messages = chat.select(selection, &Limits::default())?;
         let lines: Vec<Line<'_>> = messages
             .iter()
             .map(|m| Line {
@@ -361,6 +415,23 @@ impl Client {
         self.request(body)
     }
 
+    /// Whether `chat` may be summarised at all: AI features are on, and the chat is not
+    /// protected. Local files only; contacts nobody. [`Client::summarize`] calls it too;
+    /// an app calls it first to decide what to show before it verifies or sends anything.
+    pub fn may_summarize(&self, chat: &Chat) -> Result<(), Error> {
+        self.require_consent()?;
+        match ProtectedChats::load(&self.inner.config.protected_chats)?.protection(chat) {
+            Some(p) => Err(Error::ChatProtected(p)),
+            None => Ok(()),
+        }
+    }
+
+    /// The person's consent, read fresh for every request (turning AI features off takes
+    /// effect at once, even in a long-running app).
+    fn require_consent(&self) -> Result<(), Error> {
+        Consent::load(&self.inner.config.consent_state)?.require()
+    }
+
     /// Suggest a rewrite of `draft` in `tone` (`friendly`, `formal`, `concise`,
     /// `apologetic`, `enthusiastic`; the node checks it).
     pub async fn suggest(
@@ -369,6 +440,7 @@ impl Client {
         tone: &str,
         max_tokens: Option<u32>,
     ) -> Result<TextStream, Error> {
+        self.require_consent()?;
         if draft.trim().is_empty() {
             return Err(Error::InvalidRequest("the draft is empty"));
         }
@@ -585,6 +657,8 @@ impl Inner {
             return Ok(Outcome::Lost);
         };
         let proto = |e: SessionError| session_error(e, &Findings::default());
+        let request_sha256 = confide_session::receipt::request_digest(payload);
+        let mut response = confide_session::receipt::ResponseDigest::new();
         s.engine
             .send(&Frame::new(FrameKind::Request, payload.to_vec()))
             .map_err(proto)?;
@@ -626,6 +700,7 @@ impl Inner {
             while let Some(frame) = s.engine.recv() {
                 match frame.kind() {
                     FrameKind::StreamChunk => {
+                        response.update(frame.payload());
                         let text =
                             Zeroizing::new(String::from_utf8_lossy(frame.payload()).into_owned());
                         sent_text = true;
@@ -649,10 +724,17 @@ impl Inner {
                         let completion_tokens = v
                             .get("completion_tokens")
                             .and_then(serde_json::Value::as_u64);
+                        let label = self.accept_receipt(
+                            s,
+                            v.get("receipt"),
+                            request_sha256,
+                            std::mem::take(&mut response).finish(),
+                        )?;
                         let _ = tx
                             .send(Ok(Event::End {
                                 finish,
                                 completion_tokens,
+                                label: Box::new(label),
                             }))
                             .await;
                         return Ok(Outcome::Done);
@@ -674,6 +756,64 @@ impl Inner {
         } else {
             Ok(Outcome::Lost)
         }
+    }
+}
+
+impl Inner {
+    /// Check the answer's receipt against this session, keep it, and label the answer.
+    /// A missing or wrong receipt fails the answer: the device cannot show who processed
+    /// it.
+    fn accept_receipt(
+        &self,
+        s: &Session,
+        receipt: Option<&serde_json::Value>,
+        request_sha256: [u8; 32],
+        response_sha256: [u8; 32],
+    ) -> Result<AnswerLabel, Error> {
+        let field = |k: &str| receipt.and_then(|r| r.get(k)).and_then(|v| v.as_str());
+        let (Some(body), Some(sig)) = (field("body"), field("signature")) else {
+            return Err(Error::Receipt(ReceiptError::Missing));
+        };
+        let (Some(node), Some(cert)) = (s.engine.verified_node(), s.engine.peer_certificate())
+        else {
+            return Err(Error::Receipt(ReceiptError::Missing));
+        };
+        let checked = receipt::check_in_session(
+            body,
+            sig,
+            cert,
+            &receipt::Expected {
+                request_sha256,
+                response_sha256,
+                node,
+                verified_at: s.report.verified_at,
+                now: now().as_secs(),
+            },
+        )
+        .map_err(Error::Receipt)?;
+        let mut verified = VerifiedReceipt {
+            body: checked,
+            ledger_origin: s.report.ledger_origin.clone(),
+            path: None,
+        };
+        if self.config.keep_receipts {
+            verified.path = Some(receipt::store(
+                &self.config.receipts_dir,
+                &verified.body,
+                sig,
+                cert,
+                &s.report.ledger_origin,
+            )?);
+        }
+        Ok(AnswerLabel {
+            platform: s.report.platform.clone(),
+            simulated: s.report.simulated,
+            measurement: s.report.measurement.clone(),
+            ledger_origin: s.report.ledger_origin.clone(),
+            ledger_index: s.report.ledger_index,
+            receipt_id: verified.id(),
+            receipt_path: verified.path,
+        })
     }
 }
 

@@ -24,6 +24,10 @@
 //! [state]
 //! tokens = "tokens.json"                         # prefetched tokens
 //! checkpoint = "checkpoint.txt"                  # newest ledger checkpoint verified
+//! # consent = "consent.json"                     # whether AI features are on (consent.rs)
+//! # protected_chats = "protected-chats.json"     # chats AI may never see (protect.rs)
+//! # receipts = "receipts"                        # signed processing receipts (receipt.rs)
+//! # keep_receipts = true                         # false: verify receipts, keep none
 //!
 //! [trust]
 //! policy_file = "trust-policy.toml"              # a confide-attest TrustPolicy, or inline:
@@ -191,6 +195,14 @@ pub struct ClientConfig {
     pub token_store: PathBuf,
     /// The newest verified checkpoint is kept here (rollback / split-view protection).
     pub checkpoint_state: PathBuf,
+    /// The person's answer to "use AI features?" ([`crate::consent`]); absent: not asked.
+    pub consent_state: PathBuf,
+    /// Chats the person has protected from AI ([`crate::protect`]).
+    pub protected_chats: PathBuf,
+    /// Directory where verified processing receipts are kept ([`crate::receipt`]).
+    pub receipts_dir: PathBuf,
+    /// Whether receipts are kept on disk (they are always verified).
+    pub keep_receipts: bool,
     /// Every trust decision.
     pub policy: TrustPolicy,
     /// Where the policy came from: a file path, or the config file itself when inline.
@@ -248,6 +260,14 @@ struct RawState {
     tokens: PathBuf,
     #[serde(default = "default_checkpoint")]
     checkpoint: PathBuf,
+    #[serde(default = "default_consent")]
+    consent: PathBuf,
+    #[serde(default = "default_protected")]
+    protected_chats: PathBuf,
+    #[serde(default = "default_receipts")]
+    receipts: PathBuf,
+    #[serde(default = "default_keep_receipts")]
+    keep_receipts: bool,
 }
 
 impl Default for RawState {
@@ -255,8 +275,28 @@ impl Default for RawState {
         RawState {
             tokens: default_tokens(),
             checkpoint: default_checkpoint(),
+            consent: default_consent(),
+            protected_chats: default_protected(),
+            receipts: default_receipts(),
+            keep_receipts: default_keep_receipts(),
         }
     }
+}
+
+fn default_consent() -> PathBuf {
+    PathBuf::from("consent.json")
+}
+
+fn default_protected() -> PathBuf {
+    PathBuf::from("protected-chats.json")
+}
+
+fn default_receipts() -> PathBuf {
+    PathBuf::from("receipts")
+}
+
+fn default_keep_receipts() -> bool {
+    true
 }
 
 fn default_tokens() -> PathBuf {
@@ -432,6 +472,10 @@ impl ClientConfig {
             tokens,
             token_store: resolve(&raw.state.tokens),
             checkpoint_state: resolve(&raw.state.checkpoint),
+            consent_state: resolve(&raw.state.consent),
+            protected_chats: resolve(&raw.state.protected_chats),
+            receipts_dir: resolve(&raw.state.receipts),
+            keep_receipts: raw.state.keep_receipts,
             policy,
             policy_source,
         })
@@ -496,6 +540,11 @@ pub fn render(
     let mut s = toml::Table::new();
     s.insert("tokens".into(), path_value(token_store));
     s.insert("checkpoint".into(), path_value(checkpoint));
+    // Written out (with their defaults) so a person reading the file sees where consent,
+    // the protected-chats list and receipts are kept.
+    s.insert("consent".into(), path_value(&default_consent()));
+    s.insert("protected_chats".into(), path_value(&default_protected()));
+    s.insert("receipts".into(), path_value(&default_receipts()));
     t.insert("state".into(), s.into());
     let mut tr = toml::Table::new();
     tr.insert("policy_file".into(), path_value(policy_file));

@@ -164,6 +164,20 @@ pub enum Error {
     /// A request argument was rejected before sending.
     #[error("invalid request: {0}")]
     InvalidRequest(&'static str),
+    /// AI features are off: the person has not turned them on, or turned them off.
+    /// Nothing was sent.
+    #[error("AI features are off{}: nothing was sent", if *withdrawn { " (you turned them off)" } else { " until you turn them on" })]
+    ConsentRequired {
+        /// Whether the person turned them off (rather than never being asked).
+        withdrawn: bool,
+    },
+    /// The node's processing receipt is missing or does not check out: the answer cannot
+    /// be attributed to the attested release, and is not shown as privately processed.
+    #[error("receipt rejected: {0}")]
+    Receipt(#[from] crate::receipt::ReceiptError),
+    /// The chat may not be used for AI features. Nothing was sent.
+    #[error("this chat is protected: {0}; nothing was sent")]
+    ChatProtected(crate::protect::Protection),
 }
 
 impl Error {
@@ -213,6 +227,18 @@ impl Error {
             Error::SessionLost => "try again in a moment",
             Error::State { .. } => "check that the state file is writable and not corrupted",
             Error::InvalidRequest(_) => "check the command's arguments",
+            Error::Receipt(_) => {
+                "do not rely on this answer; report the node and keep the receipt file as evidence"
+            }
+            Error::ConsentRequired { .. } => {
+                "turn AI features on with `confide consent on` if you want to use them"
+            }
+            Error::ChatProtected(crate::protect::Protection::Listed) => {
+                "`confide chats unprotect --chat FILE` allows it again"
+            }
+            Error::ChatProtected(_) => {
+                "only the chat's members can change its Advanced Chat Privacy setting"
+            }
         }
     }
 }

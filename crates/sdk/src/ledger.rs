@@ -153,30 +153,10 @@ pub fn load_last_seen(path: &Path) -> Result<Option<StoredCheckpoint>, Error> {
     }
 }
 
-/// Persist the newest verified checkpoint (crash-safe replace).
-///
-/// The new content is written to a temporary file and flushed to disk before it is
-/// renamed over the old one, and the directory is flushed after the rename. Without the
-/// flushes a crash could leave an empty file: the device would then fail on its state,
-/// and a user deleting that file would reset the rollback protection it exists for.
+/// Persist the newest verified checkpoint (crash-safe replace, see
+/// [`crate::state::write_durable`]).
 pub fn store_last_seen(path: &Path, cp: &StoredCheckpoint) -> Result<(), Error> {
-    use std::io::Write as _;
-    let tmp = path.with_extension("tmp");
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or_else(|| Path::new("."));
-    std::fs::File::create(&tmp)
-        .and_then(|mut f| {
-            f.write_all(cp.encode().as_bytes())?;
-            f.sync_all()
-        })
-        .and_then(|()| std::fs::rename(&tmp, path))
-        .and_then(|()| std::fs::File::open(dir)?.sync_all())
-        .map_err(|e| Error::State {
-            path: path.to_owned(),
-            detail: e.to_string(),
-        })
+    crate::state::write_durable(path, cp.encode().as_bytes())
 }
 
 impl LedgerView {

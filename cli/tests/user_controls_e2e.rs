@@ -1,0 +1,378 @@
+#![allow(clippy::unwrap_used)]
+//! The person's controls, across processes (`confide up` and the CLI):
+//!
+//! - AI features are off until turned on: `summarize` and `suggest` fail with their own
+//!   error and exit code (6), and a capture standing in for every party (relay, issuer,
+//!   ledger) shows that not one connection was made;
+//! - a protected chat (by `confide chats protect`, or by its Advanced Chat Privacy line)
+//!   fails with exit code 7, again with nothing sent;
+//! - every answer is labelled, and comes with a receipt signed by the attested key that
+//!   `confide receipts verify` checks offline; changing any byte of it, or checking it
+//!   against another release, fails with a specific error.
+
+use std::io::Read;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::Output;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+mod stack;
+use stack::{Up, confide, must_replace, repo, text, variant};
+
+/// A loopback listener that counts connections (and reads whatever arrives).
+struct Capture {
+    url: String,
+    connections: Arc<AtomicUsize>,
+    bytes: Arc<AtomicUsize>,
+}
+
+fn capture() -> Capture {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", l.local_addr().unwrap());
+    let connections = Arc::new(AtomicUsize::new(0));
+    let bytes = Arc::new(AtomicUsize::new(0));
+    let (c, b) = (Arc::clone(&connections), Arc::clone(&bytes));
+    std::thread::spawn(move || {
+        for s in l.incoming() {
+            let Ok(mut s) = s else { break };
+            c.fetch_add(1, Ordering::SeqCst);
+            let _ = s.set_read_timeout(Some(std::time::Duration::from_millis(200)));
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = s.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                b.fetch_add(n, Ordering::SeqCst);
+            }
+        }
+    });
+    Capture {
+        url,
+        connections,
+        bytes,
+    }
+}
+
+fn code(out: &Output) -> Option<i32> {
+    out.status.code()
+}
+
+/// One `error:` line naming `needle`, and the exit code.
+fn refused(out: &Output, exit: i32, needle: &str) {
+    let err = text(&out.stderr);
+    assert_eq!(code(out), Some(exit), "stderr: {err}");
+    assert!(err.contains(needle), "expected {needle:?} in {err}");
+    assert!(!err.contains("panicked"), "{err}");
+    assert!(
+        text(&out.stdout).trim().is_empty(),
+        "nothing printed as an answer"
+    );
+}
+
+/// A configuration whose relay, issuer and ledger are all `cap`, with its own (fresh)
+/// consent and protected-chat files in `dir`.
+fn captured(up: &Up, dir: &Path, cap: &Capture, name: &str) -> PathBuf {
+    let parties = [
+        (
+            format!("relay = \"{}/\"", up.url("relay")),
+            format!("relay = \"{}/\"", cap.url),
+        ),
+        (
+            format!("issuer = \"{}\"", up.url("issuer")),
+            format!("issuer = \"{}\"", cap.url),
+        ),
+        (
+            format!("ledger = \"{}\"", up.url("ledger")),
+            format!("ledger = \"{}\"", cap.url),
+        ),
+    ];
+    let consent = dir.join("own-consent.json").display().to_string();
+    let protected = dir.join("own-protected.json").display().to_string();
+    variant(up, dir, name, |t| {
+        let mut t = t;
+        for (from, to) in &parties {
+            t = must_replace(&t, from, to);
+        }
+        let t = must_replace(&t, "\"consent.json\"", &format!("\"{consent}\""));
+        must_replace(&t, "\"protected-chats.json\"", &format!("\"{protected}\""))
+    })
+}
+
+/// The same state files, but the real parties.
+fn real_with_own_state(up: &Up, dir: &Path, name: &str) -> PathBuf {
+    let consent = dir.join("own-consent.json").display().to_string();
+    let protected = dir.join("own-protected.json").display().to_string();
+    variant(up, dir, name, |t| {
+        let t = must_replace(&t, "\"consent.json\"", &format!("\"{consent}\""));
+        must_replace(&t, "\"protected-chats.json\"", &format!("\"{protected}\""))
+    })
+}
+
+#[test]
+fn consent_protection_labels_and_receipts() {
+    let tmp = tempfile::tempdir().unwrap();
+    let up = Up::start(&tmp.path().join("sys"), 1);
+    let cap = capture();
+    let cfg = captured(&up, tmp.path(), &cap, "captured.toml");
+    let cfg = cfg.to_str().unwrap();
+    let chat = repo().join("examples/chat-whatsapp-android.txt");
+    let chat = chat.to_str().unwrap();
+    let summarize = |cfg: &str, chat: &str| {
+        confide(&["summarize", "--config", cfg, "--chat", chat, "--last", "2"])
+    };
+
+    // 1. No consent yet: nothing leaves the device, even with --show-verification.
+    let status = confide(&["consent", "status", "--config", cfg]);
+    assert!(text(&status.stdout).contains("off (never turned on)"));
+    refused(&summarize(cfg, chat), 6, "AI features are off");
+    refused(
+        &confide(&[
+            "summarize",
+            "--config",
+            cfg,
+            "--chat",
+            chat,
+            "--show-verification",
+        ]),
+        6,
+        "AI features are off",
+    );
+    refused(
+        &confide(&["suggest", "--config", cfg, "--draft", "see you at 5"]),
+        6,
+        "AI features are off",
+    );
+    assert_eq!(
+        cap.connections.load(Ordering::SeqCst),
+        0,
+        "no party was contacted"
+    );
+
+    // 2. Consent given, chat protected: still nothing sent.
+    assert!(
+        confide(&["consent", "on", "--config", cfg])
+            .status
+            .success()
+    );
+    let out = confide(&[
+        "chats",
+        "protect",
+        "--config",
+        cfg,
+        "--chat",
+        chat,
+        "--name",
+        "book club",
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let list = text(&confide(&["chats", "list", "--config", cfg]).stdout);
+    assert!(list.contains("book club"), "{list}");
+    refused(&summarize(cfg, chat), 7, "you protected this chat");
+
+    // A later export of the same group, with a new member, is still recognised.
+    let later = tmp.path().join("later.txt");
+    let mut export = std::fs::read_to_string(chat).unwrap();
+    export.push_str("11/22/26, 9:00 AM - Zoe: hi all, new here\n");
+    std::fs::write(&later, &export).unwrap();
+    refused(
+        &summarize(cfg, later.to_str().unwrap()),
+        7,
+        "you protected this chat",
+    );
+
+    // A chat whose export says Advanced Chat Privacy is on, never listed here.
+    let acp = tmp.path().join("acp.txt");
+    std::fs::write(
+        &acp,
+        "12/01/26, 9:00 AM - Ann: lunch?\n\
+         12/01/26, 9:01 AM - Bob: sure\n\
+         12/01/26, 9:02 AM - Bob turned on advanced chat privacy. This setting prevents \
+         others from exporting chats, auto-downloading media and using messages for AI features.\n",
+    )
+    .unwrap();
+    refused(
+        &summarize(cfg, acp.to_str().unwrap()),
+        7,
+        "Advanced Chat Privacy",
+    );
+    assert_eq!(
+        cap.connections.load(Ordering::SeqCst),
+        0,
+        "no party was contacted"
+    );
+    assert_eq!(cap.bytes.load(Ordering::SeqCst), 0);
+
+    // Consent withdrawn is its own message.
+    assert!(
+        confide(&["consent", "off", "--config", cfg])
+            .status
+            .success()
+    );
+    refused(
+        &confide(&["suggest", "--config", cfg, "--draft", "hello"]),
+        6,
+        "you turned them off",
+    );
+
+    // 3. The same device state against the real parties: allowed once unprotected and
+    //    on; the answer is labelled and its receipt kept.
+    let real = real_with_own_state(&up, tmp.path(), "real.toml");
+    let real = real.to_str().unwrap();
+    assert!(
+        confide(&["consent", "on", "--config", real])
+            .status
+            .success()
+    );
+    assert!(
+        confide(&["chats", "unprotect", "--config", real, "--chat", chat])
+            .status
+            .success()
+    );
+    let out = summarize(real, chat);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let answer = text(&out.stdout);
+    assert!(
+        answer.contains("privately processed by an attested node: simulated (SIMULATED"),
+        "{answer}"
+    );
+    assert!(
+        answer.contains("ledger confide.local/ledger index"),
+        "{answer}"
+    );
+
+    // 4. The receipt: listed, verified offline, and every tampering refused.
+    let listed = text(&confide(&["receipts", "list", "--config", real]).stdout);
+    let file = PathBuf::from(listed.lines().last().unwrap().rsplit('\t').next().unwrap());
+    assert!(file.is_file(), "{listed}");
+    let ok = confide(&[
+        "receipts",
+        "verify",
+        "--config",
+        real,
+        file.to_str().unwrap(),
+        "--json",
+    ]);
+    assert!(ok.status.success(), "{}", text(&ok.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&ok.stdout).unwrap();
+    assert_eq!(v["verified"], true);
+    assert_eq!(v["platform"], "simulated");
+
+    // Against the release the node runs: accepted; against another release: refused.
+    let release = up.dir.join("node-1/release.toml");
+    let out = confide(&[
+        "receipts",
+        "verify",
+        "--config",
+        real,
+        file.to_str().unwrap(),
+        "--release",
+        release.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let other = tmp.path().join("other-release.toml");
+    let manifest = std::fs::read_to_string(&release).unwrap();
+    let measurement = v["measurement"].as_str().unwrap();
+    let flipped = format!(
+        "{}{}",
+        if measurement.starts_with('0') {
+            "1"
+        } else {
+            "0"
+        },
+        &measurement[1..]
+    );
+    std::fs::write(&other, must_replace(&manifest, measurement, &flipped)).unwrap();
+    let out = confide(&[
+        "receipts",
+        "verify",
+        "--config",
+        real,
+        file.to_str().unwrap(),
+        "--release",
+        other.to_str().unwrap(),
+    ]);
+    assert_eq!(code(&out), Some(4), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("measurement is not the one the expected release lists"),
+        "{}",
+        text(&out.stderr)
+    );
+
+    // Changing any single byte of the receipt file fails, with a receipt error (or, where
+    // the change breaks the file's own syntax, "not a Confide receipt file").
+    let original = std::fs::read(&file).unwrap();
+    let doc: serde_json::Value = serde_json::from_slice(&original).unwrap();
+    let mut errors = std::collections::BTreeSet::new();
+    let body = doc["body"].as_str().unwrap();
+    let sig = doc["signature"].as_str().unwrap();
+    let cert = doc["certificate"].as_str().unwrap();
+    // Every byte of the signed body, every byte of the signature, a spread of the
+    // certificate's bytes: each changed on its own.
+    let mut cases: Vec<serde_json::Value> = Vec::new();
+    for i in 0..body.len() {
+        let mut b = body.as_bytes().to_vec();
+        b[i] = if b[i] == b'1' { b'2' } else { b'1' };
+        if let Ok(s) = String::from_utf8(b) {
+            let mut d = doc.clone();
+            d["body"] = s.into();
+            cases.push(d);
+        }
+    }
+    for i in 0..sig.len() {
+        let mut b = sig.as_bytes().to_vec();
+        b[i] = if b[i] == b'a' { b'b' } else { b'a' };
+        let mut d = doc.clone();
+        d["signature"] = String::from_utf8(b).unwrap().into();
+        cases.push(d);
+    }
+    for i in (0..cert.len()).step_by(97) {
+        let mut b = cert.as_bytes().to_vec();
+        b[i] = if b[i] == b'A' { b'B' } else { b'A' };
+        let mut d = doc.clone();
+        d["certificate"] = String::from_utf8(b).unwrap().into();
+        cases.push(d);
+    }
+    let tampered = tmp.path().join("tampered.json");
+    for d in &cases {
+        if *d == doc {
+            continue;
+        }
+        std::fs::write(&tampered, serde_json::to_vec(d).unwrap()).unwrap();
+        let out = confide(&[
+            "receipts",
+            "verify",
+            "--config",
+            real,
+            tampered.to_str().unwrap(),
+        ]);
+        assert_eq!(code(&out), Some(4), "accepted: {d}\n{}", text(&out.stderr));
+        let err = text(&out.stderr);
+        assert!(err.starts_with("error: receipt rejected: "), "{err}");
+        errors.insert(
+            err.trim_start_matches("error: receipt rejected: ")
+                .split(':')
+                .next()
+                .unwrap()
+                .to_owned(),
+        );
+    }
+    eprintln!("{} tampered receipts refused, as: {errors:?}", cases.len());
+    assert!(
+        errors.len() >= 4,
+        "distinct, specific errors expected: {errors:?}"
+    );
+    // And the untouched file still verifies.
+    std::fs::write(&tampered, &original).unwrap();
+    assert!(
+        confide(&[
+            "receipts",
+            "verify",
+            "--config",
+            real,
+            tampered.to_str().unwrap()
+        ])
+        .status
+        .success()
+    );
+}
