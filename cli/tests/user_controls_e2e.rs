@@ -362,6 +362,33 @@ fn consent_protection_labels_and_receipts() {
         errors.len() >= 4,
         "distinct, specific errors expected: {errors:?}"
     );
+    // Every byte of the file, through the SDK in-process (the same code the CLI runs):
+    // each change fails, unless it only re-formats the JSON (same parsed document).
+    let cfg = confide_sdk::config::ClientConfig::load(Path::new(real)).unwrap();
+    let l = &cfg.policy.ledger;
+    let trust =
+        confide_release::LedgerTrust::new(&l.log_vkey, &l.witness_vkeys, l.witness_quorum as usize)
+            .unwrap();
+    let check = |bytes: &[u8]| {
+        std::fs::write(&tampered, bytes).unwrap();
+        confide_sdk::receipt::verify_file(&tampered, &cfg.policy, &trust, None)
+    };
+    check(&original).unwrap();
+    let mut swept = 0;
+    for i in 0..original.len() {
+        let mut b = original.clone();
+        b[i] ^= 0x01;
+        if serde_json::from_slice::<serde_json::Value>(&b).is_ok_and(|v| v == doc) {
+            continue;
+        }
+        swept += 1;
+        assert!(
+            matches!(check(&b), Err(confide_sdk::Error::Receipt(_))),
+            "byte {i} changed and the receipt still verified"
+        );
+    }
+    assert!(swept > original.len() / 2, "{swept} of {}", original.len());
+
     // And the untouched file still verifies.
     std::fs::write(&tampered, &original).unwrap();
     assert!(

@@ -86,8 +86,8 @@ struct ReceiptFile {
     signature: String,
     /// The node certificate, base64 DER.
     certificate: String,
-    /// The ledger origin the release was proven in (for display; the certificate's
-    /// stapled bundle is what is verified).
+    /// The ledger origin the release was proven in; must equal the origin of the
+    /// checkpoint in the certificate's stapled bundle.
     ledger_origin: String,
 }
 
@@ -291,6 +291,14 @@ pub fn verify_file(
             })
         })?;
     check_node(&body, &node, "the node certificate attests").map_err(Error::Receipt)?;
+    // The origin is not in the signed body; it must be the log the stapled bundle was
+    // verified in, so no byte of the file goes unchecked.
+    if f.ledger_origin != node.checkpoint().origin {
+        return Err(Error::Receipt(mismatch(
+            "ledger origin",
+            "the node certificate's ledger bundle names",
+        )));
+    }
     if let Some(m) = expect {
         let against = "the expected release lists";
         let fail = |field| Err(Error::Receipt(mismatch(field, against)));
