@@ -75,9 +75,12 @@ pub async fn run(a: DemoArgs) -> anyhow::Result<ExitCode> {
     let selected = parsed.select(&selection, &limits)?;
     let text_bytes: usize = selected.iter().map(|m| m.sender.len() + m.text.len()).sum();
     if !ask_consent(&a, &chat_path, selected.len(), text_bytes) {
-        return Ok(fail(&confide_sdk::Error::ConsentRequired {
-            withdrawn: false,
-        }));
+        // The SDK's ConsentRequired exit code, with the demo's own way out.
+        eprintln!(
+            "error: AI features are off: nothing was started or sent (hint: answer y, or run \
+             `confide demo --yes`)"
+        );
+        return Ok(ExitCode::from(6));
     }
 
     let tmp = tempfile::Builder::new()
@@ -124,6 +127,10 @@ pub async fn run(a: DemoArgs) -> anyhow::Result<ExitCode> {
     if a.keep {
         let kept = tmp.keep();
         eprintln!("kept {}", kept.display());
+    } else if result.is_ok() {
+        eprintln!(
+            "(the demo's directory, with the receipt, is removed now; `confide demo --keep` keeps it)"
+        );
     }
     Ok(match result {
         Ok(()) => ExitCode::SUCCESS,
