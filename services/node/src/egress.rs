@@ -65,6 +65,7 @@ pub const ALLOWED_KINDS: &[&str] = &[
     "stop",
     "length",
     "other",
+    "receipt",
 ];
 
 /// Where allowed lines go.
