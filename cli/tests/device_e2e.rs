@@ -16,7 +16,7 @@ use confide_sdk::issuance::IssuerTokens;
 use confide_sdk::{Client, Event};
 
 mod stack;
-use stack::{Up, assert_clear_failure, confide, repo, text, variant};
+use stack::{Up, assert_clear_failure, confide, sample_chat, summarize_last, text, variant};
 
 #[test]
 fn device_end_to_end_through_every_party() {
@@ -73,16 +73,7 @@ fn device_end_to_end_through_every_party() {
     assert!(s.contains("transparency ledger"), "{s}");
 
     // summarize a WhatsApp (Android) export; --last 3 takes a multi-line message.
-    let chat = repo().join("examples/chat-whatsapp-android.txt");
-    let out = confide(&[
-        "summarize",
-        "--config",
-        cfg_s,
-        "--chat",
-        chat.to_str().unwrap(),
-        "--last",
-        "3",
-    ]);
+    let out = summarize_last(cfg_s, &sample_chat(), 3);
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert!(
         text(&out.stderr).contains("summarising 3 of 4 messages"),

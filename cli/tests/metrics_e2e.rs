@@ -19,7 +19,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 mod stack;
-use stack::{Up, confide, repo, text};
+use stack::{Up, confide, repo, summarize_last, text};
 
 /// One row of the metrics table.
 #[derive(Debug)]
@@ -315,15 +315,7 @@ fn metrics_carry_no_request_data_and_match_the_docs() {
         ),
     )
     .unwrap();
-    let out = confide(&[
-        "summarize",
-        "--config",
-        cfg_s,
-        "--chat",
-        chat.to_str().unwrap(),
-        "--last",
-        "3",
-    ]);
+    let out = summarize_last(cfg_s, &chat, 3);
     assert!(out.status.success(), "{}", text(&out.stderr));
     tokens.extend(wallet(&up));
     let draft = format!("cant come tmrw, tell {canary} sorry");

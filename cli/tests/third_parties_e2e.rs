@@ -27,7 +27,9 @@ use confide_attest::TrustPolicy;
 use sha2::{Digest, Sha256};
 
 mod stack;
-use stack::{Up, confide, must_replace, repo, text, variant};
+use stack::{
+    Up, confide, must_replace, repo, sample_chat, summarize_last, text, variant, verify_all_passed,
+};
 
 /// A child process killed (and reaped) when dropped.
 struct Kid(Child);
@@ -185,16 +187,7 @@ fn summarise_suggest_and_verify_through_payjoins_ohttp_relay() {
     // answer arrives whole; no error reaches the person.
     let cfg = via_relay(&up, tmp.path(), "payjoin.toml", &relay_url, None);
     let cfg = cfg.to_str().unwrap();
-    let report: serde_json::Value =
-        serde_json::from_str(&ok(&confide(&["verify", "--config", cfg, "--json"]))).unwrap();
-    assert!(
-        report["checks"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .all(|c| c["passed"] == true),
-        "{report}"
-    );
+    verify_all_passed(cfg);
 
     let chat = repo().join("examples/chat-whatsapp-android.txt");
     let chat = chat.to_str().unwrap();
@@ -489,26 +482,8 @@ fn devices_monitors_and_an_independent_verifier_read_a_static_mirror() {
     };
     let cfg = to_mirror("mirror.toml", &base);
     let cfg_s = cfg.to_str().unwrap();
-    let report: serde_json::Value =
-        serde_json::from_str(&ok(&confide(&["verify", "--config", cfg_s, "--json"]))).unwrap();
-    assert!(
-        report["checks"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .all(|c| c["passed"] == true),
-        "{report}"
-    );
-    let chat = repo().join("examples/chat-whatsapp-android.txt");
-    let out = confide(&[
-        "summarize",
-        "--config",
-        cfg_s,
-        "--chat",
-        chat.to_str().unwrap(),
-        "--last",
-        "2",
-    ]);
+    verify_all_passed(cfg_s);
+    let out = summarize_last(cfg_s, &sample_chat(), 2);
     assert!(!ok(&out).trim().is_empty());
 
     // A monitor auditing the mirror.

@@ -269,14 +269,14 @@ pub async fn summarize(a: SummarizeArgs) -> anyhow::Result<ExitCode> {
     })
 }
 
-async fn summarize_inner(a: &SummarizeArgs) -> Result<(), Error> {
-    let cfg_client = connect(&a.config)?;
-    let bytes = std::fs::read(&a.chat).map_err(|e| Error::State {
-        path: a.chat.clone(),
+/// Read and parse a chat file (WhatsApp export or JSON); `month_first` forces US dates.
+pub fn read_chat(path: &Path, month_first: bool) -> Result<(chat::Chat, ParseOptions), Error> {
+    let bytes = zeroize::Zeroizing::new(std::fs::read(path).map_err(|e| Error::State {
+        path: path.to_owned(),
         detail: e.to_string(),
-    })?;
+    })?);
     let opts = ParseOptions {
-        date_order: if a.month_first {
+        date_order: if month_first {
             chat::DateOrder::MonthFirst
         } else {
             chat::DateOrder::Auto
@@ -284,7 +284,12 @@ async fn summarize_inner(a: &SummarizeArgs) -> Result<(), Error> {
         ..ParseOptions::default()
     };
     let parsed = chat::parse(&bytes, &opts)?;
-    drop(bytes);
+    Ok((parsed, opts))
+}
+
+async fn summarize_inner(a: &SummarizeArgs) -> Result<(), Error> {
+    let cfg_client = connect(&a.config)?;
+    let (parsed, opts) = read_chat(&a.chat, a.month_first)?;
     let since = match &a.since {
         Some(s) => Some(chat::parse_since(
             s,

@@ -8,12 +8,12 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use confide_sdk::Error;
-use confide_sdk::chat::{self, ParseOptions};
+use confide_sdk::chat;
 use confide_sdk::config::ClientConfig;
 use confide_sdk::consent::Consent;
 use confide_sdk::protect::{ChatIdentity, ProtectedChats};
 
-use super::client::fail;
+use super::client::{fail, read_chat};
 use super::up::unix_now;
 
 /// `confide consent`.
@@ -118,19 +118,7 @@ pub fn consent(cmd: ConsentCmd) -> anyhow::Result<ExitCode> {
 }
 
 fn identity(a: &ChatArgs) -> Result<(chat::Chat, ChatIdentity), Error> {
-    let bytes = std::fs::read(&a.chat).map_err(|e| Error::State {
-        path: a.chat.clone(),
-        detail: e.to_string(),
-    })?;
-    let opts = ParseOptions {
-        date_order: if a.month_first {
-            chat::DateOrder::MonthFirst
-        } else {
-            chat::DateOrder::Auto
-        },
-        ..ParseOptions::default()
-    };
-    let parsed = chat::parse(&bytes, &opts)?;
+    let (parsed, _) = read_chat(&a.chat, a.month_first)?;
     let id = ChatIdentity::of(&parsed);
     Ok((parsed, id))
 }

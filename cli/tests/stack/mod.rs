@@ -194,3 +194,37 @@ pub fn must_replace(text: &str, from: &str, to: &str) -> String {
     assert!(text.contains(from), "{from:?} not found in:\n{text}");
     text.replace(from, to)
 }
+
+/// `confide summarize --config CFG --chat CHAT --last N`.
+pub fn summarize_last(cfg: &str, chat: &Path, last: usize) -> Output {
+    confide(&[
+        "summarize",
+        "--config",
+        cfg,
+        "--chat",
+        chat.to_str().unwrap(),
+        "--last",
+        &last.to_string(),
+    ])
+}
+
+/// The bundled WhatsApp (Android) sample export.
+pub fn sample_chat() -> PathBuf {
+    repo().join("examples/chat-whatsapp-android.txt")
+}
+
+/// `confide verify --json` with `cfg`; asserts success and that every check passed.
+pub fn verify_all_passed(cfg: &str) -> serde_json::Value {
+    let out = confide(&["verify", "--config", cfg, "--json"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(
+        report["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|c| c["passed"] == true),
+        "{report}"
+    );
+    report
+}

@@ -439,6 +439,29 @@ async fn get_bytes(r: &axum::Router, path: &str) -> (StatusCode, String, Vec<u8>
     (status, ctype, body)
 }
 
+/// A plain RFC 9458 request for `req`, POSTed to the RFC 9540 resource.
+async fn post_well_known(
+    r: &axum::Router,
+    cfg: &KeyConfig,
+    req: &Request,
+) -> (axum::response::Response, confide_ohttp::ClientResponse) {
+    let (enc, pending) = ClientRequest::new(cfg)
+        .unwrap()
+        .encapsulate(&req.encode(), &mut OsRng)
+        .unwrap();
+    let resp = r
+        .clone()
+        .oneshot(post_to(
+            "/.well-known/ohttp-gateway",
+            "message/ohttp-req",
+            enc,
+            "10.0.0.1:1",
+        ))
+        .await
+        .unwrap();
+    (resp, pending)
+}
+
 /// RFC 9540 §4-§5: a standard relay appends `/.well-known/ohttp-gateway` to the gateway's
 /// origin, and key configurations are fetched from the same resource. It must behave
 /// exactly like the historical paths, including the plain-message answer to a request for
@@ -455,20 +478,7 @@ async fn rfc9540_well_known_resource_serves_keys_and_requests() {
 
     // A plain RFC 9458 request to a resource the node would stream: one whole answer.
     let req = Request::new("POST", "https", "gateway", "/v1/test-stream");
-    let (enc, pending) = ClientRequest::new(&cfg)
-        .unwrap()
-        .encapsulate(&req.encode(), &mut OsRng)
-        .unwrap();
-    let resp = r
-        .clone()
-        .oneshot(post_to(
-            "/.well-known/ohttp-gateway",
-            "message/ohttp-req",
-            enc,
-            "10.0.0.1:1",
-        ))
-        .await
-        .unwrap();
+    let (resp, pending) = post_well_known(&r, &cfg, &req).await;
     assert_eq!(resp.status(), StatusCode::OK);
     assert_eq!(resp.headers()["content-type"], "message/ohttp-res");
     let body = resp.into_body().collect().await.unwrap().to_bytes();
@@ -514,20 +524,7 @@ async fn a_broken_inner_stream_collected_for_a_plain_answer_is_named() {
     let r = router(GatewayConfig::default());
     let cfg = key_config(&r).await;
     let req = Request::new("POST", "https", "gateway", "/v1/test-broken");
-    let (enc, _pending) = ClientRequest::new(&cfg)
-        .unwrap()
-        .encapsulate(&req.encode(), &mut OsRng)
-        .unwrap();
-    let resp = r
-        .clone()
-        .oneshot(post_to(
-            "/.well-known/ohttp-gateway",
-            "message/ohttp-req",
-            enc,
-            "10.0.0.1:1",
-        ))
-        .await
-        .unwrap();
+    let (resp, _pending) = post_well_known(&r, &cfg, &req).await;
     assert_eq!(
         problem_type(resp).await,
         (

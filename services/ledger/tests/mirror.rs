@@ -8,7 +8,9 @@ use std::path::Path;
 use confide_ledger::Error;
 use confide_ledger::client::LedgerClient;
 use confide_ledger::mirror::{ExportSummary, HEADERS_FILE, export};
-use confide_ledger::server::{Ledger, LedgerConfig};
+use confide_ledger::server::Ledger;
+
+mod common;
 use confide_note::{KeyType, SignerKey};
 use confide_release::{KeyConfigEntry, LedgerEntry, LedgerTrust};
 
@@ -23,22 +25,9 @@ struct Running {
 
 async fn start(origin: &str) -> Running {
     let dir = tempfile::tempdir().unwrap();
-    let ledger = Ledger::open(LedgerConfig {
-        dir: dir.path().to_owned(),
-        origin: origin.into(),
-        witnesses: vec![],
-        operators: vec![],
-    })
-    .await
-    .unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let router = ledger.router();
-    let serve = tokio::spawn(async move {
-        axum::serve(listener, router).await.unwrap();
-    });
+    let (url, ledger, serve) = common::serve(dir.path(), origin).await;
     Running {
-        url: format!("http://{addr}"),
+        url,
         ledger,
         dir,
         _serve: serve,

@@ -7,6 +7,8 @@ use std::path::Path;
 
 use confide_ledger::client::LedgerClient;
 use confide_ledger::server::{Ledger, LedgerConfig};
+
+mod common;
 use confide_ledger::{Error, auth};
 use confide_note::{KeyType, SignerKey};
 use confide_release::{KeyConfigEntry, LedgerEntry, LedgerTrust, verify_bundle};
@@ -14,21 +16,7 @@ use confide_release::{KeyConfigEntry, LedgerEntry, LedgerTrust, verify_bundle};
 const ORIGIN: &str = "ledger.server.test";
 
 async fn start(dir: &Path) -> (String, Ledger, tokio::task::JoinHandle<()>) {
-    let ledger = Ledger::open(LedgerConfig {
-        dir: dir.to_owned(),
-        origin: ORIGIN.into(),
-        witnesses: vec![],
-        operators: vec![],
-    })
-    .await
-    .unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let router = ledger.router();
-    let h = tokio::spawn(async move {
-        axum::serve(listener, router).await.unwrap();
-    });
-    (format!("http://{addr}"), ledger, h)
+    common::serve(dir, ORIGIN).await
 }
 
 fn entry(i: u8) -> Vec<u8> {
