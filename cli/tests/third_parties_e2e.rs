@@ -433,18 +433,16 @@ fn devices_monitors_and_an_independent_verifier_read_a_static_mirror() {
     let ledger_vkey = trust[1].clone();
     let mirror = tmp.path().join("mirror");
 
+    // `confide ledger export` from `from` into `dir`, checking the ledger's signatures.
+    let export = |from: &str, dir: &str| {
+        run(
+            &["ledger", "export", "--ledger", from, "--dir", dir],
+            &trust,
+        )
+    };
+
     // The mirror operator's two commands.
-    let out = ok(&run(
-        &[
-            "ledger",
-            "export",
-            "--ledger",
-            &up.url("ledger"),
-            "--dir",
-            mirror.to_str().unwrap(),
-        ],
-        &trust,
-    ));
+    let out = ok(&export(&up.url("ledger"), mirror.to_str().unwrap()));
     assert!(out.contains("(was 0)"), "{out}");
     ok(&confide(&[
         "gateway",
@@ -531,17 +529,7 @@ fn devices_monitors_and_an_independent_verifier_read_a_static_mirror() {
     );
 
     // The mirror catches up; the same device and monitor accept it again.
-    let out = ok(&run(
-        &[
-            "ledger",
-            "export",
-            "--ledger",
-            &up.url("ledger"),
-            "--dir",
-            mirror.to_str().unwrap(),
-        ],
-        &trust,
-    ));
+    let out = ok(&export(&up.url("ledger"), mirror.to_str().unwrap()));
     assert!(out.contains(&format!("(was {size})")), "{out}");
     ok(&confide(&["verify", "--config", cfg_s]));
     ok(&mon(&base, &live_monitor));
@@ -572,17 +560,7 @@ fn devices_monitors_and_an_independent_verifier_read_a_static_mirror() {
             .contains("not in the tree")
     );
     fails_with(
-        &run(
-            &[
-                "ledger",
-                "export",
-                "--ledger",
-                &bad_base,
-                "--dir",
-                tmp.path().join("copy-of-bad").to_str().unwrap(),
-            ],
-            &trust,
-        ),
+        &export(&bad_base, tmp.path().join("copy-of-bad").to_str().unwrap()),
         "do not match its checkpoint",
     );
 
@@ -604,16 +582,9 @@ fn devices_monitors_and_an_independent_verifier_read_a_static_mirror() {
     std::fs::copy(&mon_state, &stale_state).unwrap();
     fails_with(&mon(&bh_base, &stale_state), "checkpoint rejected");
     fails_with(
-        &run(
-            &[
-                "ledger",
-                "export",
-                "--ledger",
-                &bh_base,
-                "--dir",
-                tmp.path().join("copy-of-bad-hashes").to_str().unwrap(),
-            ],
-            &trust,
+        &export(
+            &bh_base,
+            tmp.path().join("copy-of-bad-hashes").to_str().unwrap(),
         ),
         "hash tile",
     );
@@ -623,17 +594,7 @@ fn devices_monitors_and_an_independent_verifier_read_a_static_mirror() {
     let (_old_srv, old_base) = static_server(&old_copy);
     let before = std::fs::read(mirror.join("checkpoint")).unwrap();
     fails_with(
-        &run(
-            &[
-                "ledger",
-                "export",
-                "--ledger",
-                &old_base,
-                "--dir",
-                mirror.to_str().unwrap(),
-            ],
-            &trust,
-        ),
+        &export(&old_base, mirror.to_str().unwrap()),
         "older than the mirrored one",
     );
     assert_eq!(std::fs::read(mirror.join("checkpoint")).unwrap(), before);

@@ -260,15 +260,18 @@ fn consent_protection_labels_and_receipts() {
 
     // Against the release the node runs: accepted; against another release: refused.
     let release = up.dir.join("node-1/release.toml");
-    let out = confide(&[
-        "receipts",
-        "verify",
-        "--config",
-        real,
-        file.to_str().unwrap(),
-        "--release",
-        release.to_str().unwrap(),
-    ]);
+    let against = |manifest: &Path| {
+        confide(&[
+            "receipts",
+            "verify",
+            "--config",
+            real,
+            file.to_str().unwrap(),
+            "--release",
+            manifest.to_str().unwrap(),
+        ])
+    };
+    let out = against(&release);
     assert!(out.status.success(), "{}", text(&out.stderr));
     let other = tmp.path().join("other-release.toml");
     let manifest = std::fs::read_to_string(&release).unwrap();
@@ -283,15 +286,7 @@ fn consent_protection_labels_and_receipts() {
         &measurement[1..]
     );
     std::fs::write(&other, must_replace(&manifest, measurement, &flipped)).unwrap();
-    let out = confide(&[
-        "receipts",
-        "verify",
-        "--config",
-        real,
-        file.to_str().unwrap(),
-        "--release",
-        other.to_str().unwrap(),
-    ]);
+    let out = against(&other);
     assert_eq!(code(&out), Some(4), "{}", text(&out.stderr));
     assert!(
         text(&out.stderr).contains("measurement is not the one the expected release lists"),
