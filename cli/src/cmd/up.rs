@@ -799,9 +799,11 @@ pub async fn run(a: UpArgs) -> anyhow::Result<ExitCode> {
     eprintln!("starting Confide in {} ...", a.dir.display());
     let stack = Stack::start(&a).await?;
     println!("Confide is up:\n{}", stack.status());
+    // AI features are off until the person turns them on (crate::consent in the SDK).
     println!(
-        "try: confide summarize --config {} --chat examples/chat-whatsapp.txt",
-        stack.client_config.display()
+        "try: confide consent on --config {c}   (AI features are off until you do)\n     \
+         confide summarize --config {c} --chat examples/chat-whatsapp.txt",
+        c = stack.client_config.display()
     );
     println!("stop with Ctrl-C");
     std::io::Write::flush(&mut std::io::stdout()).ok();

@@ -231,7 +231,8 @@ impl Error {
                 "do not rely on this answer; report the node and keep the receipt file as evidence"
             }
             Error::ConsentRequired { .. } => {
-                "turn AI features on with `confide consent on` if you want to use them"
+                "turn AI features on with `confide consent on --config <client.toml>` if you \
+                 want to use them"
             }
             Error::ChatProtected(crate::protect::Protection::Listed) => {
                 "`confide chats unprotect --chat FILE` allows it again"
