@@ -222,7 +222,15 @@ pub async fn run(cmd: LedgerCmd) -> anyhow::Result<ExitCode> {
             let client = LedgerClient::new(&a.ledger)?;
             let trust = match &a.ledger_key {
                 Some(lk) => Some(LedgerTrust::new(lk, &a.witness_keys, a.quorum)?),
-                None => None,
+                None => {
+                    // Devices verify everything a mirror serves anyway; the mirror
+                    // operator should still know what was not checked here.
+                    eprintln!(
+                        "warning: no --ledger-key: the checkpoint's signatures are not \
+                         verified (the tree and tiles still are)"
+                    );
+                    None
+                }
             };
             std::fs::create_dir_all(&a.dir)
                 .with_context(|| format!("cannot create {}", a.dir.display()))?;
