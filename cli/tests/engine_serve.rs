@@ -276,3 +276,49 @@ async fn request_content_never_reaches_the_log_even_at_trace() {
         "canary fragment found in the server log"
     );
 }
+
+/// The upstream adapter never sends a prompt through a proxy named by the environment: a
+/// host that sets `HTTP_PROXY`/`ALL_PROXY` for the node's process must not receive it. The
+/// proxy here is a listener that counts connections; the real upstream must get the
+/// request and the listener nothing.
+#[test]
+fn upstream_ignores_proxy_environment() {
+    let server = start_server(&[]).unwrap();
+    let proxy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let proxy_url = format!("http://{}", proxy.local_addr().unwrap());
+    proxy.set_nonblocking(true).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let chat = dir.path().join("chat.json");
+    std::fs::write(
+        &chat,
+        r#"{"messages":[{"sender":"Ana","time":"2025-03-01T09:00:00Z","text":"the 8pm show"}]}"#,
+    )
+    .unwrap();
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_confide"));
+    cmd.args(["engine", "run", "--upstream"])
+        .arg(format!("http://{}", server.addr))
+        .args(["--summarize"])
+        .arg(&chat)
+        .args(["--max-tokens", "4"]);
+    for var in [
+        "HTTP_PROXY",
+        "http_proxy",
+        "HTTPS_PROXY",
+        "https_proxy",
+        "ALL_PROXY",
+        "all_proxy",
+    ] {
+        cmd.env(var, &proxy_url);
+    }
+    cmd.env_remove("NO_PROXY").env_remove("no_proxy");
+    let out = cmd.output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        proxy.accept().is_err(),
+        "the prompt was sent to the proxy from the environment"
+    );
+}

@@ -557,9 +557,14 @@ impl UpstreamEngine {
         let path = base.path().trim_end_matches('/');
         let path = path.strip_suffix("/v1").unwrap_or(path).to_owned();
         base.set_path(&format!("{path}/v1/chat/completions"));
+        // Every prompt goes to exactly this URL: never to a proxy named by the host's
+        // environment (HTTP_PROXY, ALL_PROXY, ...), never on to wherever a redirect points.
+        // Either would hand request content to someone the release does not name.
         let client = reqwest::Client::builder()
             .connect_timeout(Self::CONNECT_TIMEOUT)
             .read_timeout(Self::READ_TIMEOUT)
+            .no_proxy()
+            .redirect(reqwest::redirect::Policy::none())
             .build()
             .map_err(|e| EngineError::UpstreamHttp(e.to_string()))?;
         Ok(Self {
