@@ -330,6 +330,17 @@ async fn attested_summary_through_relay_and_gateway_with_canary() {
     ];
     args.extend(common_args);
     let (node, node_addr) = start(&args, &node_dir);
+    // The node holds plaintext: it must never write a core file.
+    let limits = std::fs::read_to_string(format!("/proc/{}/limits", node.child.id())).unwrap();
+    let core = limits
+        .lines()
+        .find(|l| l.starts_with("Max core file size"))
+        .unwrap();
+    assert_eq!(
+        core.split_whitespace().skip(4).take(2).collect::<Vec<_>>(),
+        ["0", "0"],
+        "{core}"
+    );
 
     let (issuer, toks) = tokens(16);
     let token_keys = root_dir.path().join("redemption-keys.json");

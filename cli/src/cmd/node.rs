@@ -182,6 +182,8 @@ pub async fn run(cmd: NodeCmd) -> anyhow::Result<ExitCode> {
 }
 
 async fn serve(a: ServeArgs) -> anyhow::Result<ExitCode> {
+    // Before anything secret exists: no core dumps, not dumpable (confide_node::process).
+    confide_node::process::harden()?;
     // First: from here on only allow-listed events leave the process, panics included;
     // the metrics count those same events and nothing else.
     let mut reg = MetricsRegistry::new();

@@ -25,6 +25,7 @@ pub mod ledger;
 pub mod measure;
 pub mod metrics;
 pub mod node;
+pub mod process;
 pub mod server;
 
 pub use node::{BundleSource, EngineChoice, Measured, Node, NodeOptions, NodePlatform};
