@@ -75,6 +75,23 @@ pub enum Error {
     /// `allow_simulated = true` but no simulated root is pinned.
     #[error("trust policy: allow_simulated requires roots.simulated to be named")]
     SimulatedRootMissing,
+    /// The witness quorum is larger than the number of witnesses listed: no checkpoint
+    /// could ever be accepted.
+    #[error(
+        "trust policy: ledger.witness_quorum is {quorum} but only {listed} witnesses are listed"
+    )]
+    WitnessQuorumUnreachable {
+        /// The quorum asked for.
+        quorum: u32,
+        /// Witness keys listed.
+        listed: u32,
+    },
+    /// A ledger key with a witness quorum of 0 and no development flag.
+    #[error(
+        "trust policy: a witness quorum of 0 trusts the ledger alone; list witnesses, or set \
+         ledger.allow_no_witness_quorum = true (development only)"
+    )]
+    WitnessQuorumZero,
 
     // ---- judging ----
     /// The policy does not allow this platform.

@@ -26,7 +26,8 @@
 //! [ledger]                         # parsed by the ledger client, kept as plain strings here
 //! log_vkey = "ledger.example+1234abcd+AQ..."
 //! witness_vkeys = ["witness1+...", "witness2+..."]
-//! witness_quorum = 1
+//! witness_quorum = 1              # default: every listed witness; 0 needs
+//!                                  # allow_no_witness_quorum = true (development only)
 //! ```
 //!
 //! Unknown fields anywhere are an error (a typo in a security setting must not be ignored).
@@ -86,18 +87,63 @@ fn default_tdx_statuses() -> Vec<String> {
 }
 
 /// Ledger trust anchors, kept as plain strings (the ledger crates parse them).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct LedgerPolicy {
     /// C2SP signed-note verifier key of the ledger.
-    #[serde(default)]
     pub log_vkey: String,
     /// C2SP verifier keys of the witnesses.
-    #[serde(default)]
     pub witness_vkeys: Vec<String>,
-    /// How many witness cosignatures are required.
-    #[serde(default)]
+    /// How many witness cosignatures are required. In the document it defaults to the
+    /// number of listed witnesses (all of them), never silently to 0.
     pub witness_quorum: u32,
+    /// Development only: accept a ledger key with a witness quorum of 0, i.e. trust the
+    /// ledger's own word that every device sees the same log.
+    pub allow_no_witness_quorum: bool,
+}
+
+/// The `[ledger]` table as written.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LedgerToml {
+    #[serde(default)]
+    log_vkey: String,
+    #[serde(default)]
+    witness_vkeys: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    witness_quorum: Option<u32>,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    allow_no_witness_quorum: bool,
+}
+
+impl LedgerToml {
+    /// The quorum defaults to every listed witness. A quorum that can never be met, or
+    /// a quorum of 0 with a ledger key set (no split-view protection at all), is refused
+    /// unless `allow_no_witness_quorum` says this is a development setup.
+    fn into_policy(self) -> Result<LedgerPolicy, Error> {
+        let listed = u32::try_from(self.witness_vkeys.len()).unwrap_or(u32::MAX);
+        let quorum = self.witness_quorum.unwrap_or(listed);
+        if quorum > listed {
+            return Err(Error::WitnessQuorumUnreachable { quorum, listed });
+        }
+        if quorum == 0 && !self.log_vkey.is_empty() && !self.allow_no_witness_quorum {
+            return Err(Error::WitnessQuorumZero);
+        }
+        Ok(LedgerPolicy {
+            log_vkey: self.log_vkey,
+            witness_vkeys: self.witness_vkeys,
+            witness_quorum: quorum,
+            allow_no_witness_quorum: self.allow_no_witness_quorum,
+        })
+    }
+
+    fn from_policy(p: &LedgerPolicy) -> Self {
+        LedgerToml {
+            log_vkey: p.log_vkey.clone(),
+            witness_vkeys: p.witness_vkeys.clone(),
+            witness_quorum: Some(p.witness_quorum),
+            allow_no_witness_quorum: p.allow_no_witness_quorum,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -133,7 +179,7 @@ struct PolicyToml {
     #[serde(default)]
     tdx: TdxPolicy,
     #[serde(default)]
-    ledger: LedgerPolicy,
+    ledger: LedgerToml,
 }
 
 fn default_freshness() -> u64 {
@@ -252,7 +298,7 @@ impl TrustPolicy {
             simulated_root,
             sev_snp: raw.sev_snp,
             tdx: raw.tdx,
-            ledger: raw.ledger,
+            ledger: raw.ledger.into_policy()?,
         })
     }
 
@@ -281,7 +327,7 @@ impl TrustPolicy {
             },
             sev_snp: self.sev_snp.clone(),
             tdx: self.tdx.clone(),
-            ledger: self.ledger.clone(),
+            ledger: LedgerToml::from_policy(&self.ledger),
         };
         // Serializing plain strings/integers/maps cannot fail.
         toml::to_string(&raw).unwrap_or_default()
@@ -386,12 +432,58 @@ mod tests {
     #[test]
     fn defaults_are_strict() {
         let p = TrustPolicy::from_toml(
-            "version = 1\nallowed_platforms = [\"sev-snp\"]\n[ledger]\nlog_vkey = \"k\"\nwitness_quorum = 2\n",
+            "version = 1\nallowed_platforms = [\"sev-snp\"]\n[ledger]\nlog_vkey = \"k\"\n\
+             witness_vkeys = [\"w1\", \"w2\"]\n",
         )
         .unwrap();
         assert!(!p.allow_simulated && !p.allow_debug && !p.require_gpu);
         assert_eq!(p.tdx.accepted_tcb_statuses, vec!["UpToDate".to_string()]);
-        assert_eq!(p.ledger.witness_quorum, 2);
+        assert_eq!(
+            p.ledger.witness_quorum, 2,
+            "every listed witness by default"
+        );
         assert_eq!(p.freshness_secs, 300);
+    }
+
+    /// A quorum is never silently 0: listing witnesses but forgetting the quorum requires
+    /// all of them; an explicit 0 with a ledger key needs the development flag; a quorum
+    /// that can never be met is refused. The written form round-trips.
+    #[test]
+    fn witness_quorum_has_no_quiet_default() {
+        let doc = |ledger: &str| {
+            TrustPolicy::from_toml(&format!(
+                "version = 1\nallowed_platforms = [\"sev-snp\"]\n[ledger]\n{ledger}"
+            ))
+        };
+        let three = "log_vkey = \"k\"\nwitness_vkeys = [\"a\", \"b\", \"c\"]\n";
+        assert_eq!(doc(three).unwrap().ledger.witness_quorum, 3);
+        assert_eq!(
+            doc(&format!("{three}witness_quorum = 2\n"))
+                .unwrap()
+                .ledger
+                .witness_quorum,
+            2
+        );
+        assert!(matches!(
+            doc(&format!("{three}witness_quorum = 0\n")),
+            Err(Error::WitnessQuorumZero)
+        ));
+        assert!(matches!(
+            doc("log_vkey = \"k\"\n"),
+            Err(Error::WitnessQuorumZero)
+        ));
+        assert!(matches!(
+            doc(&format!("{three}witness_quorum = 4\n")),
+            Err(Error::WitnessQuorumUnreachable {
+                quorum: 4,
+                listed: 3
+            })
+        ));
+        let dev = doc("log_vkey = \"k\"\nallow_no_witness_quorum = true\n").unwrap();
+        assert_eq!(dev.ledger.witness_quorum, 0);
+        assert!(dev.ledger.allow_no_witness_quorum);
+        assert_eq!(TrustPolicy::from_toml(&dev.to_toml()).unwrap(), dev);
+        // No ledger configured at all (a policy for evidence checks only) stays valid.
+        assert_eq!(doc("").unwrap().ledger, LedgerPolicy::default());
     }
 }
