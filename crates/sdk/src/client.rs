@@ -38,7 +38,7 @@ use tokio::sync::mpsc;
 use zeroize::Zeroizing;
 
 use crate::chat::{Chat, Limits, Selection};
-use crate::config::ClientConfig;
+use crate::config::{ClientConfig, Timeouts};
 use crate::consent::Consent;
 use crate::error::{Check, Error, Party};
 use crate::ledger::{LedgerView, load_last_seen, store_last_seen};
@@ -204,6 +204,7 @@ struct State {
 struct Inner {
     config: ClientConfig,
     http: reqwest::Client,
+    timeouts: Timeouts,
     trust: LedgerTrust,
     tokens: Arc<dyn TokenSource>,
     /// What was learnt about the relay (whether it forwards chunked OHTTP); outlives
@@ -306,25 +307,33 @@ fn session_error(e: SessionError, findings: &Findings) -> Error {
 }
 
 impl Client {
-    /// A client for `config`, spending tokens from `tokens`. Nothing is contacted yet.
+    /// A client for `config`, spending tokens from `tokens`, with the default
+    /// [`Timeouts`]. Nothing is contacted yet.
     pub fn new(config: ClientConfig, tokens: Arc<dyn TokenSource>) -> Result<Client, Error> {
+        Client::with_timeouts(config, tokens, Timeouts::default())
+    }
+
+    /// [`Client::new`] with other timeouts (see [`Timeouts`]).
+    pub fn with_timeouts(
+        config: ClientConfig,
+        tokens: Arc<dyn TokenSource>,
+        timeouts: Timeouts,
+    ) -> Result<Client, Error> {
         let l = &config.policy.ledger;
         let trust = LedgerTrust::new(&l.log_vkey, &l.witness_vkeys, l.witness_quorum as usize)
             .map_err(|e| Error::Check {
                 check: Check::Checkpoint,
                 detail: format!("the trust policy's ledger keys are unusable: {e}"),
             })?;
-        let http = reqwest::Client::builder()
-            .connect_timeout(Duration::from_secs(10))
-            .build()
-            .map_err(|e| Error::Protocol {
-                party: Party::Relay,
-                detail: e.to_string(),
-            })?;
+        let http = timeouts.http_client().map_err(|e| Error::Protocol {
+            party: Party::Relay,
+            detail: e.to_string(),
+        })?;
         Ok(Client {
             inner: Arc::new(Inner {
                 config,
                 http,
+                timeouts,
                 trust,
                 tokens,
                 relay: RelayState::default(),
@@ -478,6 +487,7 @@ impl Inner {
             &cfg.endpoints.ledger,
             &self.trust,
             last.as_ref(),
+            self.timeouts.fetch,
         )
         .await?;
         store_last_seen(&cfg.checkpoint_state, view.checkpoint())?;
@@ -488,7 +498,7 @@ impl Inner {
         // would learn the device's address (see `Endpoints::key_config_host`).
         let (offered, source) = match &cfg.endpoints.key_config_host {
             Some(host) => (
-                wire::fetch_key_configs(&self.http, host)
+                wire::fetch_key_configs_within(&self.http, host, self.timeouts.fetch)
                     .await
                     .map_err(|e| wire_error(e, Party::KeyConfigHost, host))?,
                 host.as_str(),

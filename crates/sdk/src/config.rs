@@ -180,6 +180,43 @@ pub struct TokenSettings {
     pub key_ids: Vec<[u8; 32]>,
 }
 
+/// How long the SDK waits for a party. Without these a ledger, key-config host, relay or
+/// gateway that accepts a connection and then says nothing would hang the client forever.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timeouts {
+    /// To establish a TCP (and TLS) connection.
+    pub connect: std::time::Duration,
+    /// For a whole ledger or key-config fetch (small static files).
+    pub fetch: std::time::Duration,
+    /// The longest silence on a connection carrying a session. It must exceed the
+    /// longest generation: a relay without chunked OHTTP delivers an answer only once the
+    /// node has finished it (ADR 0402).
+    pub read: std::time::Duration,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Timeouts {
+            connect: std::time::Duration::from_secs(10),
+            fetch: std::time::Duration::from_secs(30),
+            read: std::time::Duration::from_secs(300),
+        }
+    }
+}
+
+impl Timeouts {
+    /// The HTTP client the SDK talks to every party with: these timeouts, no proxy from
+    /// the environment is added or removed here (the relay is the device's chosen first
+    /// hop), no redirects (a redirect could send an encapsulated request elsewhere).
+    pub fn http_client(&self) -> Result<reqwest::Client, reqwest::Error> {
+        reqwest::Client::builder()
+            .connect_timeout(self.connect)
+            .read_timeout(self.read)
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+    }
+}
+
 /// A loaded, validated client configuration.
 #[derive(Debug, Clone)]
 pub struct ClientConfig {

@@ -63,13 +63,24 @@ pub(crate) fn classify_release_error(e: &confide_release::Error) -> Check {
     }
 }
 
-async fn get(http: &reqwest::Client, url: &str) -> Result<Vec<u8>, Error> {
+async fn get(
+    http: &reqwest::Client,
+    url: &str,
+    timeout: std::time::Duration,
+) -> Result<Vec<u8>, Error> {
     let unreachable = |e: reqwest::Error| Error::Unreachable {
         party: Party::Ledger,
         url: url.to_owned(),
         detail: e.without_url().to_string(),
     };
-    let mut resp = http.get(url).send().await.map_err(unreachable)?;
+    // The timeout covers the body too: a ledger that sends headers and then stalls is
+    // as unreachable as one that never answers.
+    let mut resp = http
+        .get(url)
+        .timeout(timeout)
+        .send()
+        .await
+        .map_err(unreachable)?;
     if !resp.status().is_success() {
         return Err(Error::Protocol {
             party: Party::Ledger,
@@ -161,19 +172,20 @@ pub fn store_last_seen(path: &Path, cp: &StoredCheckpoint) -> Result<(), Error> 
 
 impl LedgerView {
     /// Fetch and verify the ledger at `base_url` under `trust`, consistent with `last_seen`.
+    ///
+    /// Each file fetched (checkpoint, entry tiles) must arrive within `timeout`.
     pub async fn fetch(
         http: &reqwest::Client,
         base_url: &str,
         trust: &LedgerTrust,
         last_seen: Option<&StoredCheckpoint>,
+        timeout: std::time::Duration,
     ) -> Result<LedgerView, Error> {
         let base = base_url.trim_end_matches('/');
-        let note =
-            String::from_utf8(get(http, &format!("{base}/checkpoint")).await?).map_err(|_| {
-                Error::Protocol {
-                    party: Party::Ledger,
-                    detail: "checkpoint is not UTF-8".into(),
-                }
+        let note = String::from_utf8(get(http, &format!("{base}/checkpoint"), timeout).await?)
+            .map_err(|_| Error::Protocol {
+                party: Party::Ledger,
+                detail: "checkpoint is not UTF-8".into(),
             })?;
         // Signature, origin and witness quorum first, without the consistency check (the
         // proof is computed below from the entries themselves).
@@ -193,7 +205,12 @@ impl LedgerView {
         let mut n = 0u64;
         while n * TILE_WIDTH < cp.size() {
             let width = (cp.size() - n * TILE_WIDTH).min(TILE_WIDTH);
-            let bytes = get(http, &format!("{base}/{}", entries_tile_path(n, width))).await?;
+            let bytes = get(
+                http,
+                &format!("{base}/{}", entries_tile_path(n, width)),
+                timeout,
+            )
+            .await?;
             entries.extend(split_entries(&bytes, width)?);
             n += 1;
         }

@@ -121,7 +121,21 @@ pub async fn fetch_key_configs(
     http: &reqwest::Client,
     url: &str,
 ) -> Result<Vec<KeyConfig>, WireError> {
-    let resp = http.get(url).send().await.map_err(transport)?;
+    fetch_key_configs_within(http, url, crate::config::Timeouts::default().fetch).await
+}
+
+/// [`fetch_key_configs`], giving up after `timeout` for the whole fetch.
+pub async fn fetch_key_configs_within(
+    http: &reqwest::Client,
+    url: &str,
+    timeout: std::time::Duration,
+) -> Result<Vec<KeyConfig>, WireError> {
+    let resp = http
+        .get(url)
+        .timeout(timeout)
+        .send()
+        .await
+        .map_err(transport)?;
     if !resp.status().is_success() {
         return Err(status_error(resp).await);
     }
