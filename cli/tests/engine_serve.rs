@@ -269,7 +269,21 @@ async fn request_content_never_reaches_the_log_even_at_trace() {
     assert!(!resp.contains(canary));
     std::thread::sleep(Duration::from_millis(300));
     let log = String::from_utf8_lossy(&server.stderr.lock().unwrap()).into_owned();
-    assert!(log.contains("model loaded"), "trace log was not captured");
+    assert!(
+        log.contains("\"event\":\"engine_listening\""),
+        "trace log was not captured: {log}"
+    );
+    // Every line is an allow-listed typed event (the node's egress filter), whatever
+    // RUST_LOG says: no library's free text gets through.
+    for line in log.lines().filter(|l| !l.trim().is_empty()) {
+        let v: serde_json::Value = serde_json::from_str(line)
+            .unwrap_or_else(|_| panic!("a log line is not an allow-listed event: {line}"));
+        let event = v["event"].as_str().unwrap_or_default();
+        assert!(
+            confide_node::egress::ALLOWED_EVENTS.contains(&event),
+            "{line}"
+        );
+    }
     assert!(!log.contains(canary), "canary found in the server log");
     assert!(
         !log.contains("CANARY"),

@@ -122,7 +122,10 @@ fn parse_sha256(hex_str: &str) -> anyhow::Result<[u8; 32]> {
 }
 
 async fn serve(a: ServeArgs) -> anyhow::Result<ExitCode> {
-    confide_svc::init_tracing();
+    // The engine server runs inside the TEE next to the node and sees every prompt: its
+    // logs pass the node's allow-list of typed events (issue 13, finding 8), not plain
+    // logging, so no library can write request content to them.
+    confide_node::egress::install();
     let opts = LoadOptions {
         expected_sha256: a.expect_sha256.as_deref().map(parse_sha256).transpose()?,
         backend: backend(a.cuda),
@@ -136,6 +139,7 @@ async fn serve(a: ServeArgs) -> anyhow::Result<ExitCode> {
     println!("model sha256 {digest}");
     println!("listening on http://{addr}");
     std::io::stdout().flush().ok();
+    tracing::info!(event = "engine_listening");
     confide_svc::serve(listener, router(Arc::new(engine))).await?;
     Ok(ExitCode::SUCCESS)
 }

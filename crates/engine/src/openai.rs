@@ -215,7 +215,9 @@ fn engine_error_response(e: &EngineError) -> Response {
             e.to_string(),
         )
     } else {
-        tracing::warn!(kind = e.kind(), "generation failed");
+        // Typed event, no message: `confide engine serve` logs through the node's
+        // allow-list, which drops free text.
+        tracing::warn!(event = "generation_failed", kind = "engine");
         error_response(
             StatusCode::INTERNAL_SERVER_ERROR,
             "server_error",
@@ -377,7 +379,7 @@ fn sse_events(
                 chunk_event(&id, &model, created, DeltaOut::default(), Some(&done))
             }
             Err(e) => {
-                tracing::warn!(kind = e.kind(), "generation failed mid-stream");
+                tracing::warn!(event = "generation_failed", kind = "engine");
                 let body = ErrorBody {
                     error: ErrorDetail {
                         message: "the engine failed".to_owned(),

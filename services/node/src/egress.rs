@@ -33,6 +33,9 @@ use tracing_subscriber::layer::Context;
 pub const ALLOWED_EVENTS: &[&str] = &[
     "node_starting",
     "node_listening",
+    // `confide engine serve`, the OpenAI-compatible engine beside the node, logs through
+    // this same allow-list.
+    "engine_listening",
     "credential_issued",
     "credential_refresh_failed",
     "bundle_fetched",
