@@ -38,7 +38,7 @@ pub use config::{
 pub use error::{ExternalError, RatlsError, ReportDataHalf};
 pub use node::{CertRefresher, GpuEvidence, NODE_SERVER_NAME, NodeCertResolver, NodeCredential};
 pub use report_data::report_data;
-pub use signed::{CredentialSnapshot, verify_certificate_signature};
+pub use signed::{CredentialSnapshot, certificate_validity, verify_certificate_signature};
 pub use traits::{
     Attester, CheckpointRef, EvidenceClaims, EvidenceVerifier, GpuEvidenceVerifier,
     InclusionVerifier, LedgerEntryClaims,

@@ -18,6 +18,7 @@ use rustls::sign::CertifiedKey;
 use x509_cert::Certificate;
 use x509_cert::der::Decode;
 
+use crate::cmw::NodeCollection;
 use crate::error::RatlsError;
 use crate::node::NodeCertResolver;
 use crate::verify::{NodeVerifier, VerifiedNode};
@@ -29,6 +30,12 @@ const SCHEME: SignatureScheme = SignatureScheme::ECDSA_NISTP256_SHA256;
 #[derive(Clone)]
 pub struct CredentialSnapshot {
     certified: Arc<CertifiedKey>,
+    /// The certificate's notAfter (Unix seconds): a receipt signed later would not verify
+    /// offline, so the session must end by then.
+    not_after: u64,
+    /// The ledger bundle the certificate staples (its release's ledger index is what the
+    /// session's receipts must name).
+    ledger_bundle: Vec<u8>,
 }
 
 impl std::fmt::Debug for CredentialSnapshot {
@@ -40,13 +47,56 @@ impl std::fmt::Debug for CredentialSnapshot {
 impl NodeCertResolver {
     /// The credential served now, fixed.
     pub fn snapshot(&self) -> CredentialSnapshot {
-        CredentialSnapshot {
-            certified: self.current_key(),
-        }
+        CredentialSnapshot::of(self.current_key())
     }
 }
 
 impl CredentialSnapshot {
+    fn of(certified: Arc<CertifiedKey>) -> Self {
+        // Node credentials are certificates this crate built; a key that is not (a test's
+        // deliberately broken one) simply has no validity or bundle to report.
+        let parsed = certified
+            .cert
+            .first()
+            .and_then(|c| Certificate::from_der(c.as_ref()).ok());
+        let not_after = parsed.as_ref().map_or(0, |c| {
+            c.tbs_certificate()
+                .validity()
+                .not_after
+                .to_unix_duration()
+                .as_secs()
+        });
+        let ledger_bundle = parsed
+            .as_ref()
+            .and_then(|c| {
+                c.tbs_certificate()
+                    .extensions()
+                    .into_iter()
+                    .flatten()
+                    .find(|e| e.extn_id == crate::verify::CMW_OID)
+                    .and_then(|e| {
+                        NodeCollection::from_extension_value(e.extn_value.as_bytes()).ok()
+                    })
+            })
+            .map(|c| c.ledger_bundle)
+            .unwrap_or_default();
+        CredentialSnapshot {
+            certified,
+            not_after,
+            ledger_bundle,
+        }
+    }
+
+    /// The certificate's notAfter, Unix seconds (0 if it cannot be read).
+    pub fn not_after(&self) -> u64 {
+        self.not_after
+    }
+
+    /// The ledger bundle the certificate staples (empty if it has none).
+    pub fn ledger_bundle(&self) -> &[u8] {
+        &self.ledger_bundle
+    }
+
     /// A resolver that always serves this credential (for one session's TLS config).
     pub fn resolver(&self) -> Arc<NodeCertResolver> {
         Arc::new(NodeCertResolver::from_certified_key(Arc::clone(
@@ -69,6 +119,17 @@ impl CredentialSnapshot {
             .sign(message)
             .map_err(|_| RatlsError::SigningFailed)
     }
+}
+
+/// The validity period of a certificate, `(notBefore, notAfter)` in Unix seconds.
+pub fn certificate_validity(certificate: &CertificateDer<'_>) -> Result<(u64, u64), RatlsError> {
+    let cert = Certificate::from_der(certificate.as_ref())
+        .map_err(|_| RatlsError::MalformedCertificate)?;
+    let v = cert.tbs_certificate().validity();
+    Ok((
+        v.not_before.to_unix_duration().as_secs(),
+        v.not_after.to_unix_duration().as_secs(),
+    ))
 }
 
 /// Verify `signature` over `message` with the key of `certificate`. Checks the signature

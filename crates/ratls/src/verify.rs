@@ -28,7 +28,7 @@ use crate::report_data::report_data;
 use crate::traits::{CheckpointRef, EvidenceVerifier, GpuEvidenceVerifier, InclusionVerifier};
 
 /// id-pe-cmw (see [`crate::cmw::ID_PE_CMW`]).
-const CMW_OID: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.6.1.5.5.7.1.35");
+pub(crate) const CMW_OID: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.6.1.5.5.7.1.35");
 
 /// Extensions a node may mark critical (key usage, basic constraints, subject
 /// alternative name, extended key usage); any other critical extension is

@@ -9,8 +9,9 @@
 //!   device sent and received;
 //! - it names the certificate, release (ledger index, platform, measurement, model and
 //!   configuration digests) this session verified;
-//! - its time lies between the session's verification and now (with the policy's clock
-//!   skew);
+//! - its time lies between the session's verification and now (allowing 300 s of clock
+//!   difference), and inside the certificate's validity (so it can be verified offline
+//!   later);
 //! - the signature verifies with the session's certificate key.
 //!
 //! A receipt *file* holds the body, the signature and the node's certificate (with its
@@ -172,6 +173,13 @@ pub(crate) fn check_in_session(
     if b.time.saturating_add(SKEW_SECS) < expected.verified_at
         || b.time > expected.now.saturating_add(SKEW_SECS)
     {
+        return Err(ReceiptError::Time);
+    }
+    // Offline verification checks the certificate as of the receipt's time, so a receipt
+    // from after the certificate's validity could never be proven later: refuse it now.
+    let (not_before, not_after) = confide_ratls::certificate_validity(certificate)
+        .map_err(|e| ReceiptError::Certificate(e.to_string()))?;
+    if b.time < not_before || b.time > not_after {
         return Err(ReceiptError::Time);
     }
     let sig = hex::decode(signature_hex).map_err(|_| ReceiptError::BadSignature)?;

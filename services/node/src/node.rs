@@ -365,6 +365,7 @@ impl Node {
         };
         let bundle = get_bundle(&opts.bundle, &id).await?;
         tracing::info!(event = "bundle_fetched", index = bundle.index);
+        let first_index = bundle.index;
         let bundle_bytes = bundle
             .encode()
             .map_err(|_| Error::Ledger("bundle does not encode"))?;
@@ -408,6 +409,7 @@ impl Node {
         tasks.push(tokio::spawn(async move {
             let mut current = cred;
             let mut stapled = bundle_bytes;
+            let mut stapled_index = first_index;
             loop {
                 let due = refresher.refresh_at(&current).as_secs();
                 let wait = due.saturating_sub(now_secs()).max(1);
@@ -420,7 +422,7 @@ impl Node {
                             .map_err(|_| Error::Ledger("bundle does not encode"))
                     }) {
                         Ok((idx, b)) => {
-                            svc.set_release_index(idx);
+                            stapled_index = idx;
                             stapled = b;
                             tracing::info!(event = "bundle_fetched", index = idx);
                         }
@@ -436,6 +438,8 @@ impl Node {
                 ) {
                     Ok(c) => {
                         resolver.install(&c);
+                        // /health reports what new sessions are now stapled with.
+                        svc.set_release_index(stapled_index);
                         tracing::info!(
                             event = "credential_issued",
                             not_after = c.not_after().as_secs()

@@ -84,6 +84,9 @@ struct Session {
     /// key, so they verify against the certificate the device checked even after the
     /// node has refreshed its certificate.
     signer: CredentialSnapshot,
+    /// The ledger index of the release that credential's stapled bundle proves: what
+    /// this session's receipts name, whatever the node staples later.
+    ledger_index: u64,
 }
 
 /// What the node attests about itself, repeated in every receipt it signs (the device
@@ -284,13 +287,14 @@ impl NodeService {
     fn receipt(
         &self,
         signer: &CredentialSnapshot,
+        ledger_index: u64,
         request: [u8; 32],
         response: ResponseDigest,
     ) -> Option<SignedReceipt> {
         let body = ReceiptBody {
             request_sha256: request,
             response_sha256: response.finish(),
-            ledger_index: self.release_index.load(Ordering::Relaxed),
+            ledger_index,
             platform: self.platform.to_owned(),
             measurement: self.release.measurement.clone(),
             model_digest: self.release.model_digest.clone(),
@@ -316,6 +320,7 @@ impl NodeService {
         payload: &[u8],
         conn: &mut ServerEngine,
         signer: &CredentialSnapshot,
+        ledger_index: u64,
         tx: &Sender,
     ) -> bool {
         let started = Instant::now();
@@ -388,7 +393,8 @@ impl NodeService {
                         ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
                         kind = c.finish_reason.as_str()
                     );
-                    let Some(receipt) = self.receipt(signer, request, response) else {
+                    let Some(receipt) = self.receipt(signer, ledger_index, request, response)
+                    else {
                         return send(
                             tx,
                             seal(conn, &EndInfo::error(ErrorKind::Engine).to_frame()),
@@ -488,7 +494,15 @@ async fn open_session(
             );
         }
     };
-    let mut s = Session { engine, signer };
+    // The release index the certificate itself staples; the shared value only if the
+    // bundle cannot be read (never for a credential this node issued).
+    let ledger_index = confide_release::Bundle::decode(signer.ledger_bundle())
+        .map_or_else(|_| svc.release_index.load(Ordering::Relaxed), |b| b.index);
+    let mut s = Session {
+        engine,
+        signer,
+        ledger_index,
+    };
     if s.engine.put_incoming(&body, now_tls()).is_err() {
         tracing::info!(event = "session_handshake_failed", kind = "tls");
         // The alert tells the client why; the session is not kept.
@@ -525,6 +539,18 @@ async fn continue_session(
         );
     };
     let mut guard = session.lock_owned().await;
+    // A session lives no longer than the certificate it presented: a receipt signed after
+    // notAfter would not verify offline. The device re-attests on session-unknown.
+    if now_tls().as_secs() >= guard.signer.not_after() {
+        drop(guard);
+        svc.lock_table().remove(&id);
+        tracing::info!(event = "session_expired");
+        return problem(
+            StatusCode::NOT_FOUND,
+            "session-unknown",
+            "the session's certificate expired",
+        );
+    }
     touched.store(svc.now_ms(), Ordering::Relaxed);
     if guard.engine.put_incoming(&body, now_tls()).is_err() {
         tracing::info!(event = "session_handshake_failed", kind = "tls");
@@ -561,7 +587,13 @@ async fn continue_session(
             for payload in requests {
                 let session = &mut *guard;
                 if !svc2
-                    .run_request(&payload, &mut session.engine, &session.signer, &tx)
+                    .run_request(
+                        &payload,
+                        &mut session.engine,
+                        &session.signer,
+                        session.ledger_index,
+                        &tx,
+                    )
                     .await
                 {
                     break;

@@ -197,10 +197,14 @@ async fn verified_session_streams_and_replays_fail_closed() {
     )
     .unwrap();
     svc.resolver().install(&fresh);
+    // ...and the node now staples another entry (say, the release logged again): this
+    // session's receipts still name the index its certificate staples.
+    svc.set_release_index(0);
     let b = c.request(&summarize(8)).await.unwrap();
     let r2 = b.end.receipt.clone().unwrap();
     let body2 = ReceiptBody::parse(&r2.body).unwrap();
     assert_eq!(&body2.certificate_sha256, node.certificate_sha256());
+    assert_eq!(body2.ledger_index, 1, "the session's own stapled release");
     verify_certificate_signature(
         &cert,
         r2.body.as_bytes(),
@@ -454,4 +458,34 @@ async fn certificate_swapped_by_the_gateway_fails() {
         other => panic!("expected a signature failure, got {other:?}"),
     }
     assert_no_app_data(&mut c);
+}
+
+/// A session lives no longer than the certificate its handshake presented: after notAfter
+/// the node ends it (`session-unknown`, so a device re-attests) instead of signing
+/// receipts that could not be verified offline.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_ends_with_its_certificate() {
+    let w = world().await;
+    let ledger = Ledger::new(&[release(&MEASUREMENT, w.model_digest, CONFIG)]);
+    let att = w.attester(MEASUREMENT, w.model_digest);
+    let bundle = confide_node::ledger::build_bundle(&ledger.entries, 0, &ledger.note)
+        .unwrap()
+        .encode()
+        .unwrap();
+    let cred =
+        NodeCredential::issue(&att, None, &bundle, tls_now(), Duration::from_secs(2)).unwrap();
+    let (url, svc) = serve(
+        &w,
+        Arc::new(NodeCertResolver::new(&cred)),
+        ManualClock::new(tls_now()),
+    )
+    .await;
+    let mut c = Client::new(&url, verifier(&w.root(), &ledger, 3600));
+    c.open().await.unwrap();
+    assert_eq!(svc.session_count(), 1);
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    let (status, body) = c.post_raw(vec![23, 3, 3, 0, 1, 0]).await;
+    assert_eq!(status, 404, "{}", String::from_utf8_lossy(&body));
+    assert!(String::from_utf8_lossy(&body).contains("session-unknown"));
+    assert_eq!(svc.session_count(), 0);
 }
