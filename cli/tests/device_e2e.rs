@@ -16,7 +16,9 @@ use confide_sdk::issuance::IssuerTokens;
 use confide_sdk::{Client, Event};
 
 mod stack;
-use stack::{Up, assert_clear_failure, confide, sample_chat, summarize_last, text, variant};
+use stack::{
+    Up, answer_text, assert_clear_failure, confide, sample_chat, summarize_last, text, variant,
+};
 
 #[test]
 fn device_end_to_end_through_every_party() {
@@ -80,7 +82,7 @@ fn device_end_to_end_through_every_party() {
         "{}",
         text(&out.stderr)
     );
-    assert!(!text(&out.stdout).trim().is_empty(), "empty summary");
+    assert!(!answer_text(&text(&out.stdout)).is_empty(), "empty summary");
 
     // suggest.
     let out = confide(&[
@@ -93,7 +95,10 @@ fn device_end_to_end_through_every_party() {
         "formal",
     ]);
     assert!(out.status.success(), "{}", text(&out.stderr));
-    assert!(!text(&out.stdout).trim().is_empty(), "empty suggestion");
+    assert!(
+        !answer_text(&text(&out.stdout)).is_empty(),
+        "empty suggestion"
+    );
 
     // Every failure a user can cause: one clear line, a meaningful exit code.
     let missing = tmp.path().join("nope/client.toml");

@@ -28,7 +28,8 @@ use sha2::{Digest, Sha256};
 
 mod stack;
 use stack::{
-    Up, confide, must_replace, repo, sample_chat, summarize_last, text, variant, verify_all_passed,
+    Up, answer_text, confide, must_replace, repo, sample_chat, summarize_last, text, variant,
+    verify_all_passed,
 };
 
 /// A child process killed (and reaped) when dropped.
@@ -193,7 +194,7 @@ fn summarise_suggest_and_verify_through_payjoins_ohttp_relay() {
     let chat = chat.to_str().unwrap();
     let out = confide(&["summarize", "--config", cfg, "--chat", chat, "--last", "3"]);
     let summary = ok(&out);
-    assert!(!summary.trim().is_empty(), "empty summary");
+    assert!(!answer_text(&summary).is_empty(), "empty summary");
     assert!(
         text(&out.stderr).contains("does not forward streamed"),
         "the person is told the answer comes whole: {}",
@@ -209,7 +210,7 @@ fn summarise_suggest_and_verify_through_payjoins_ohttp_relay() {
         "--tone",
         "formal",
     ]);
-    assert!(!ok(&out).trim().is_empty(), "empty suggestion");
+    assert!(!answer_text(&ok(&out)).is_empty(), "empty suggestion");
 
     // plain: never tries chunked OHTTP, same result.
     let plain = via_relay(&up, tmp.path(), "plain.toml", &relay_url, Some("plain"));
@@ -222,7 +223,7 @@ fn summarise_suggest_and_verify_through_payjoins_ohttp_relay() {
         "--last",
         "2",
     ]);
-    assert!(!ok(&out).trim().is_empty());
+    assert!(!answer_text(&ok(&out)).is_empty());
 
     // chunked: the person said the relay streams; its 415 is a clear error, not a hang.
     let chunked = via_relay(&up, tmp.path(), "chunked.toml", &relay_url, Some("chunked"));
@@ -482,7 +483,7 @@ fn devices_monitors_and_an_independent_verifier_read_a_static_mirror() {
     let cfg_s = cfg.to_str().unwrap();
     verify_all_passed(cfg_s);
     let out = summarize_last(cfg_s, &sample_chat(), 2);
-    assert!(!ok(&out).trim().is_empty());
+    assert!(!answer_text(&ok(&out)).is_empty());
 
     // A monitor auditing the mirror.
     let mon_state = tmp.path().join("monitor-state.txt");

@@ -145,8 +145,24 @@ impl Drop for Progress {
 pub async fn print_stream(mut s: TextStream) -> Result<(), Error> {
     let mut progress = Progress::start("verifying the node and waiting for the first words");
     let mut out = std::io::stdout();
+    let mut shown = false;
     while let Some(ev) = s.next().await {
-        match ev? {
+        let ev = match ev {
+            Ok(ev) => ev,
+            Err(e) => {
+                progress.stop();
+                if shown {
+                    // Text already on stdout is provisional until the end's receipt; say,
+                    // with the text, that this one never got its label.
+                    let _ = writeln!(
+                        out,
+                        "\n— NOT VERIFIED: this answer is not labelled as privately processed ({e})"
+                    );
+                }
+                return Err(e);
+            }
+        };
+        match ev {
             Event::Reattested(r) => {
                 progress.stop();
                 eprintln!(
@@ -165,6 +181,7 @@ pub async fn print_stream(mut s: TextStream) -> Result<(), Error> {
             }
             Event::Text(t) => {
                 progress.stop();
+                shown = true;
                 let _ = out.write_all(t.as_bytes());
                 let _ = out.flush();
             }

@@ -46,9 +46,9 @@ pub struct ExportArgs {
     /// Witness key (repeatable), with --ledger-key.
     #[arg(long = "witness-key", requires = "ledger_key")]
     pub witness_keys: Vec<String>,
-    /// Witness cosignatures required, with --ledger-key.
-    #[arg(long, default_value_t = 0, requires = "ledger_key")]
-    pub quorum: usize,
+    /// Witness cosignatures required, with --ledger-key (default: every --witness-key).
+    #[arg(long, requires = "ledger_key")]
+    pub quorum: Option<usize>,
 }
 
 /// Arguments of `confide ledger verify`.
@@ -221,7 +221,11 @@ pub async fn run(cmd: LedgerCmd) -> anyhow::Result<ExitCode> {
         LedgerCmd::Export(a) => {
             let client = LedgerClient::new(&a.ledger)?;
             let trust = match &a.ledger_key {
-                Some(lk) => Some(LedgerTrust::new(lk, &a.witness_keys, a.quorum)?),
+                Some(lk) => Some(LedgerTrust::new(
+                    lk,
+                    &a.witness_keys,
+                    a.quorum.unwrap_or(a.witness_keys.len()),
+                )?),
                 None => {
                     // Devices verify everything a mirror serves anyway; the mirror
                     // operator should still know what was not checked here.

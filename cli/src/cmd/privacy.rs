@@ -153,12 +153,28 @@ pub fn chats(cmd: ChatsCmd) -> anyhow::Result<ExitCode> {
                 let cfg = ClientConfig::load(&a.config)?;
                 let (parsed, id) = identity(&a)?;
                 let mut list = ProtectedChats::load(&cfg.protected_chats)?;
+                let removed: Vec<String> = list
+                    .chats()
+                    .iter()
+                    .filter(|c| c.keys.iter().any(|k| id.keys().contains(k)))
+                    .map(|c| {
+                        c.label
+                            .clone()
+                            .unwrap_or_else(|| c.keys[0][..12].to_owned())
+                    })
+                    .collect();
                 let n = list.unprotect(&id);
                 list.save(&cfg.protected_chats)?;
                 if n == 0 {
                     println!("chat {} was not protected", id.short());
                 } else {
-                    println!("chat {} is no longer protected", id.short());
+                    // One export can match several entries (the same people wrote in two
+                    // chats): name every entry removed, so nothing is unprotected unseen.
+                    println!(
+                        "{n} protected entr{} removed: {}",
+                        if n == 1 { "y" } else { "ies" },
+                        removed.join(", ")
+                    );
                 }
                 if parsed.facts.advanced_chat_privacy == Some(true) {
                     println!(

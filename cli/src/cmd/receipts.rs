@@ -73,7 +73,11 @@ pub fn run(cmd: ReceiptsCmd) -> anyhow::Result<ExitCode> {
                         "{}\t{}\tmeasurement {}…\t{} index {}\t{}",
                         b.time,
                         b.platform,
-                        &hex::encode(&b.measurement)[..16],
+                        {
+                            // Any file in the directory is listed, verified or not.
+                            let m = hex::encode(&b.measurement);
+                            m.get(..16).map_or(m.clone(), str::to_owned)
+                        },
                         origin,
                         b.ledger_index,
                         f.display()

@@ -228,3 +228,13 @@ pub fn verify_all_passed(cfg: &str) -> serde_json::Value {
     );
     report
 }
+
+/// The answer a device command printed, without the label line every answer ends with
+/// (`— privately processed by …`); panics if the label is missing.
+pub fn answer_text(stdout: &str) -> String {
+    let (answer, label) = stdout
+        .rsplit_once("\n— privately processed by an attested node")
+        .unwrap_or_else(|| panic!("no label on the answer: {stdout}"));
+    assert!(!label.is_empty());
+    answer.trim().to_owned()
+}

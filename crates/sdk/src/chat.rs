@@ -342,13 +342,16 @@ pub struct Chat {
 /// ([`crate::protect`]); never sent anywhere. Names are hidden from `Debug`.
 #[derive(Clone, Default, PartialEq, Eq)]
 pub struct ChatFacts {
-    /// Group names the export shows (`created group "…"`, `changed the subject … to "…"`),
-    /// in file order.
+    /// Chat names the export shows, in file order, without repeats: `created group "…"`,
+    /// `changed the subject … to "…"`, and the chat name iOS puts in front of every
+    /// system line.
     pub subjects: Vec<Zeroizing<String>>,
     /// The id a JSON export carries in its envelope (`{"chat_id": …, "messages": […]}`).
     pub chat_id: Option<Zeroizing<String>>,
-    /// WhatsApp's Advanced Chat Privacy as the export's last system line about it left it:
-    /// `Some(true)` on, `Some(false)` off, `None` when no such line is present.
+    /// WhatsApp's Advanced Chat Privacy as the export's system lines show it: `Some(true)`
+    /// if any line turned it on (an "off" line does not undo that: such a line can be
+    /// forged inside a multi-line message), `Some(false)` if the only such lines turned
+    /// it off, `None` when there are none.
     pub advanced_chat_privacy: Option<bool>,
 }
 
@@ -374,35 +377,60 @@ pub const ADVANCED_CHAT_PRIVACY_LINES: &[(&str, bool)] = &[
     ("turned off advanced chat privacy", false),
 ];
 
-/// The Advanced Chat Privacy state a system line sets, if it is such a line.
-pub fn advanced_chat_privacy_line(line: &str) -> Option<bool> {
-    let lower = line.to_lowercase();
-    ADVANCED_CHAT_PRIVACY_LINES
-        .iter()
-        .find(|(phrase, _)| lower.contains(phrase))
-        .map(|(_, on)| *on)
+/// The Advanced Chat Privacy state a system line's event text sets, if it is such a line.
+/// Only WhatsApp's own words count: a group name (quoted in rename lines, or the iOS
+/// `Chat name: ` prefix, which callers strip first) that happens to contain the phrase
+/// does not.
+pub fn advanced_chat_privacy_line(event: &str) -> Option<bool> {
+    if event.contains(" changed the subject ") || event.contains(" created group ") {
+        return None;
+    }
+    let lower = event.to_lowercase();
+    ADVANCED_CHAT_PRIVACY_LINES.iter().find_map(|(phrase, on)| {
+        let at = lower.find(phrase)?;
+        (!lower[..at].contains(['"', '\u{201c}', '\u{201d}'])).then_some(*on)
+    })
 }
 
-/// The group name a `created group "…"` / `changed the subject … to "…"` line sets.
-fn subject_line(line: &str) -> Option<&str> {
-    let after = if let Some(i) = line.find(" changed the subject ") {
-        // "from \"A\" to \"B\"" or "to \"B\"": the name after the last " to ".
-        let rest = &line[i..];
-        &rest[rest.rfind(" to ")? + 4..]
-    } else {
-        let i = line.find(" created group ")?;
-        &line[i + " created group ".len()..]
-    };
-    let after = after.trim();
-    let open = after.chars().next()?;
-    let close = match open {
-        '"' => '"',
-        '\u{201c}' => '\u{201d}',
-        _ => return None,
-    };
-    let inner = &after[open.len_utf8()..];
-    let name = &inner[..inner.rfind(close)?];
-    (!name.trim().is_empty()).then_some(name)
+/// The quoted strings of `s` (`"…"` or `“…”`), in order.
+fn quoted(s: &str) -> Vec<&str> {
+    let mut out = Vec::new();
+    let mut rest = s;
+    while let Some(open) = rest.find(['"', '\u{201c}']) {
+        let close = if rest[open..].starts_with('"') {
+            '"'
+        } else {
+            '\u{201d}'
+        };
+        let start = open + rest[open..].chars().next().map_or(1, char::len_utf8);
+        let Some(len) = rest[start..].find(close) else {
+            break;
+        };
+        out.push(&rest[start..start + len]);
+        rest = &rest[start + len + close.len_utf8()..];
+    }
+    out
+}
+
+/// The group name a `created group "…"` / `changed the subject [from "…"] to "…"` line
+/// sets: the last quoted name on the line.
+fn subject_line(event: &str) -> Option<&str> {
+    let i = event
+        .find(" changed the subject ")
+        .or_else(|| event.find(" created group "))?;
+    quoted(&event[i..])
+        .into_iter()
+        .last()
+        .filter(|n| !n.trim().is_empty())
+}
+
+/// Split an iOS system line into the chat name WhatsApp puts first and the event text
+/// (`Allotment Crew: \u{200e}Priya created group …`); Android lines are all event.
+fn split_system_line(line: &str) -> (Option<&str>, &str) {
+    match line.split_once(": \u{200e}") {
+        Some((name, event)) if !name.trim().is_empty() => (Some(name), event),
+        _ => (None, line.trim_start_matches('\u{200e}')),
+    }
 }
 
 /// Which messages to send.
@@ -1006,10 +1034,21 @@ fn flush(
     let (sender_end, raw) = match p.kind {
         PendingKind::System(line) => {
             skipped.system += 1;
-            if let Some(on) = advanced_chat_privacy_line(&line) {
-                facts.advanced_chat_privacy = Some(on);
-            } else if let Some(name) = subject_line(&line) {
-                facts.subjects.push(Zeroizing::new(name.to_owned()));
+            let (chat_name, event) = split_system_line(&line);
+            let mut add = |name: &str| {
+                if !facts.subjects.iter().any(|s| s.as_str() == name) {
+                    facts.subjects.push(Zeroizing::new(name.to_owned()));
+                }
+            };
+            if let Some(name) = chat_name {
+                add(name);
+            }
+            if let Some(on) = advanced_chat_privacy_line(event) {
+                // Any "on" protects (fail closed): an "off" line can also be typed into a
+                // message that continues on a line shaped like an export header.
+                facts.advanced_chat_privacy = Some(facts.advanced_chat_privacy == Some(true) || on);
+            } else if let Some(name) = subject_line(event) {
+                add(name);
             }
             return Ok(());
         }

@@ -123,7 +123,9 @@ pub enum Event {
     /// in `auto` mode): this answer arrives in one piece once the node has finished it,
     /// instead of token by token. Sent before the answer's text.
     Unstreamed,
-    /// Generated text, in order.
+    /// Generated text, in order. Provisional until [`Event::End`] arrives with its
+    /// verified [`AnswerLabel`]: if the receipt does not check out, the stream ends with
+    /// [`Error::Receipt`] instead, and an app should withdraw or mark the text it showed.
     Text(Zeroizing<String>),
     /// The end: why generation stopped, and who processed it.
     End {
@@ -683,6 +685,13 @@ impl Inner {
             .await
         {
             Ok(r) => r,
+            // A relay without chunked OHTTP gets the whole answer from the gateway; a node
+            // that died before finishing shows up as this problem, before any text. Like
+            // a cut stream in chunked mode, that means re-attest and resend (ADR 0402).
+            Err(WireError::Status {
+                status: 502,
+                problem: Some(p),
+            }) if p.ends_with(":inner-response-failed") => return Ok(Outcome::Lost),
             Err(e) => return Err(wire_error(e, Party::Relay, &self.config.endpoints.relay)),
         };
         if resp.status() != 200 {

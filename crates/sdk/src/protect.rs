@@ -2,8 +2,8 @@
 //!
 //! A person can protect a chat (`confide chats protect`). From then on
 //! [`crate::Client::summarize`] refuses it with [`crate::Error::ChatProtected`] before
-//! anything leaves the device. A WhatsApp export whose last Advanced Chat Privacy line
-//! says the setting is on ([`crate::chat::ADVANCED_CHAT_PRIVACY_LINES`]) is protected
+//! anything leaves the device. A WhatsApp export with an Advanced Chat Privacy line that
+//! turns the setting on (any such line, see [`crate::chat::ChatFacts`]) ([`crate::chat::ADVANCED_CHAT_PRIVACY_LINES`]) is protected
 //! without being listed: someone in that chat asked that its messages not be used for AI.
 //!
 //! # Recognising a chat
@@ -11,20 +11,21 @@
 //! An export carries no stable chat id, so a chat is known by several keys, and it is
 //! protected if *any* of its keys is on the list ([`ChatIdentity`]):
 //!
-//! - each group name the export shows (created, renamed), so a group that gains members
-//!   is still recognised;
+//! - each chat name the export shows (created, renamed, and the chat name iOS puts in
+//!   front of every system line), so a group that gains members is still recognised;
 //! - the set of people who wrote in it, so a one-to-one chat (no group name) is
 //!   recognised;
 //! - the `chat_id` of a JSON export.
 //!
 //! Protecting a chat stores all its keys; a later export that shows any one of them
-//! matches. A group renamed *and* joined by new people since the person last protected it,
-//! with the old name no longer in the export, is not recognised: protect the new export
-//! too (`confide chats list` shows what is protected).
+//! matches. Not recognised: an Android export without any created or rename line whose
+//! writers changed, and a group renamed *and* joined by new people with the old name gone
+//! from the export. Protect the new export too (`confide chats list` shows what is
+//! protected).
 //!
-//! The list stores only SHA-256 digests of the keys (domain-separated), never names, so the
-//! file does not reveal who the person talks to. An optional label is the person's own
-//! words, given with `--name`.
+//! The list stores only SHA-256 digests of the keys (domain-separated), never names. They
+//! are unsalted: someone holding the file can test a guessed name or set of people. An
+//! optional label is the person's own words, given with `--name`.
 
 use std::path::Path;
 
@@ -269,7 +270,7 @@ mod tests {
     }
 
     #[test]
-    fn advanced_chat_privacy_lines_decide_by_the_last_one() {
+    fn advanced_chat_privacy_lines_protect_and_cannot_be_undone_by_a_later_line() {
         let on = format!(
             "{GROUP}[03/12/2026, 08:00:00] Allotment crew: \u{200e}Bob turned on advanced chat privacy. \
              This setting prevents others from exporting chats.\n"
@@ -281,14 +282,57 @@ mod tests {
             ProtectedChats::default().protection(&c),
             Some(Protection::AdvancedChatPrivacy)
         );
-        let off = format!("{on}03/12/2026, 08:05 - You turned off Advanced Chat Privacy\n");
-        let c = chat(&off);
-        assert_eq!(c.facts.advanced_chat_privacy, Some(false));
-        assert_eq!(ProtectedChats::default().protection(&c), None);
+        // A later "off" line does not unprotect (it could be forged inside a message).
+        let off = format!(
+            "{on}[03/12/2026, 08:05:00] Allotment crew: \u{200e}You turned off advanced chat privacy\n"
+        );
+        assert_eq!(chat(&off).facts.advanced_chat_privacy, Some(true));
+        // Only "off" lines: not protected.
+        let only_off = format!(
+            "{GROUP}[03/12/2026, 08:05:00] Allotment crew: \u{200e}You turned off advanced chat privacy\n"
+        );
+        assert_eq!(chat(&only_off).facts.advanced_chat_privacy, Some(false));
+        assert_eq!(ProtectedChats::default().protection(&chat(&only_off)), None);
         // Someone writing the phrase in a message changes nothing.
-        let quoted =
+        let typed =
             format!("{GROUP}[03/12/2026, 09:00:00] Bob: I turned on advanced chat privacy\n");
-        assert_eq!(chat(&quoted).facts.advanced_chat_privacy, None);
+        assert_eq!(chat(&typed).facts.advanced_chat_privacy, None);
+        // A group renamed to the phrase, or whose iOS chat-name prefix holds it, is no
+        // setting line.
+        let renamed = format!(
+            "{on}[03/12/2026, 10:00:00] Allotment crew: \u{200e}Bob changed the subject from \
+             \"Allotment crew\" to \"turned off advanced chat privacy\"\n\
+             [03/12/2026, 10:01:00] turned off advanced chat privacy: \u{200e}Ann left\n"
+        );
+        let c = chat(&renamed);
+        assert_eq!(c.facts.advanced_chat_privacy, Some(true));
+        assert!(
+            c.facts
+                .subjects
+                .iter()
+                .any(|s| s.as_str() == "turned off advanced chat privacy")
+        );
+    }
+
+    #[test]
+    fn names_are_read_from_quotes_and_from_the_ios_prefix() {
+        let c = chat(&format!(
+            "{GROUP}[02/12/2026, 10:01:00] Plans to travel: \u{200e}Bob changed the subject from \
+             \"Allotment crew\" to \"Plans to travel\"\n"
+        ));
+        let names: Vec<&str> = c.facts.subjects.iter().map(|s| s.as_str()).collect();
+        assert_eq!(
+            names,
+            ["Allotment crew", "Plans to travel"],
+            "no repeats, in order"
+        );
+        // An export without any created/renamed line is still known by its iOS chat name.
+        let plain = "[01/12/2026, 09:00:00] Book club: \u{200e}Messages and calls are end-to-end encrypted.\n\
+                     [01/12/2026, 09:01:00] Ann: hi\n";
+        let later = format!("{plain}[05/12/2026, 09:01:00] Zed: new here\n");
+        let mut list = ProtectedChats::default();
+        list.protect(&ChatIdentity::of(&chat(plain)), None, 1);
+        assert_eq!(list.protection(&chat(&later)), Some(Protection::Listed));
     }
 
     #[test]

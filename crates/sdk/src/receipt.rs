@@ -203,12 +203,20 @@ pub(crate) fn store(
         certificate: base64::engine::general_purpose::STANDARD.encode(certificate.as_ref()),
         ledger_origin: ledger_origin.to_owned(),
     };
-    let name = format!(
-        "{}-{}.json",
+    // Time, answer and request digests: two receipts share a name only if they are the
+    // same request and answer in the same second, and even then none is overwritten.
+    let stem = format!(
+        "{}-{}-{}",
         body.time,
-        &hex::encode(body.response_sha256)[..12]
+        &hex::encode(body.response_sha256)[..12],
+        &hex::encode(body.request_sha256)[..8]
     );
-    let path = dir.join(name);
+    let mut path = dir.join(format!("{stem}.json"));
+    let mut n = 1;
+    while path.exists() {
+        n += 1;
+        path = dir.join(format!("{stem}-{n}.json"));
+    }
     crate::state::write_json(&path, &file)?;
     Ok(path)
 }
