@@ -116,11 +116,16 @@ impl VerifiedReceipt {
 
 /// What the device knows about the answer it received, to check a receipt against.
 #[derive(Debug)]
-pub(crate) struct Expected<'a> {
+pub struct Expected<'a> {
+    /// SHA-256 of the request frame's payload this device sent.
     pub request_sha256: [u8; 32],
+    /// `ResponseDigest` of the chunks this device received.
     pub response_sha256: [u8; 32],
+    /// The node this session verified.
     pub node: &'a VerifiedNode,
+    /// When the session was verified (Unix seconds).
     pub verified_at: u64,
+    /// Now (Unix seconds).
     pub now: u64,
 }
 
@@ -155,8 +160,9 @@ fn check_node(
     Ok(())
 }
 
-/// Check a receipt from an `End` frame against the session (see the module docs).
-pub(crate) fn check_in_session(
+/// Check a receipt from an `End` frame against the session (see the module docs):
+/// `certificate` is the one the session's handshake verified.
+pub fn check_in_session(
     body: &str,
     signature_hex: &str,
     certificate: &CertificateDer<'_>,

@@ -177,6 +177,74 @@ async fn verified_session_streams_and_replays_fail_closed() {
     let cert = c.engine.peer_certificate().unwrap().clone();
     let sig = hex::decode(&receipt.signature).unwrap();
     verify_certificate_signature(&cert, receipt.body.as_bytes(), &sig).unwrap();
+    // The device's own check (confide_sdk::receipt::check_in_session) accepts exactly
+    // this receipt, and refuses it when any one thing differs.
+    {
+        use confide_sdk::receipt::{Expected, ReceiptError, check_in_session};
+        let now = tls_now().as_secs();
+        let expected = |request, response, verified_at, now| Expected {
+            request_sha256: request,
+            response_sha256: response,
+            node: &node,
+            verified_at,
+            now,
+        };
+        let check = |e: &Expected<'_>, body: &str, sig: &str| check_in_session(body, sig, &cert, e);
+        let good = expected(a.request_sha256, a.response_sha256, now, now);
+        check(&good, &receipt.body, &receipt.signature).unwrap();
+        let mismatch = |r: Result<_, ReceiptError>| match r {
+            Err(ReceiptError::Mismatch { field, .. }) => field,
+            other => panic!("expected a mismatch, got {other:?}"),
+        };
+        assert_eq!(
+            mismatch(check(
+                &expected([0; 32], a.response_sha256, now, now),
+                &receipt.body,
+                &receipt.signature
+            )),
+            "request digest"
+        );
+        assert_eq!(
+            mismatch(check(
+                &expected(a.request_sha256, [0; 32], now, now),
+                &receipt.body,
+                &receipt.signature
+            )),
+            "answer digest"
+        );
+        // A receipt from long before this session, or from the future.
+        assert!(matches!(
+            check(
+                &expected(a.request_sha256, a.response_sha256, now + 3600, now + 3600),
+                &receipt.body,
+                &receipt.signature
+            ),
+            Err(ReceiptError::Time)
+        ));
+        assert!(matches!(
+            check(
+                &expected(a.request_sha256, a.response_sha256, now - 7200, now - 3600),
+                &receipt.body,
+                &receipt.signature
+            ),
+            Err(ReceiptError::Time)
+        ));
+        // A changed signature, or a body not canonical.
+        let mut bad_sig = receipt.signature.clone();
+        bad_sig.replace_range(20..22, if &bad_sig[20..22] == "00" { "11" } else { "00" });
+        assert!(matches!(
+            check(&good, &receipt.body, &bad_sig),
+            Err(ReceiptError::BadSignature)
+        ));
+        assert!(matches!(
+            check(
+                &good,
+                &receipt.body.replace("time ", "time  "),
+                &receipt.signature
+            ),
+            Err(ReceiptError::Malformed(_))
+        ));
+    }
     let forged = receipt.body.replace("ledger-index 1", "ledger-index 0");
     assert!(matches!(
         verify_certificate_signature(&cert, forged.as_bytes(), &sig),
