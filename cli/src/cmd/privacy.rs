@@ -153,18 +153,9 @@ pub fn chats(cmd: ChatsCmd) -> anyhow::Result<ExitCode> {
                 let cfg = ClientConfig::load(&a.config)?;
                 let (parsed, id) = identity(&a)?;
                 let mut list = ProtectedChats::load(&cfg.protected_chats)?;
-                let removed: Vec<String> = list
-                    .chats()
-                    .iter()
-                    .filter(|c| c.keys.iter().any(|k| id.keys().contains(k)))
-                    .map(|c| {
-                        c.label
-                            .clone()
-                            .unwrap_or_else(|| c.keys[0][..12].to_owned())
-                    })
-                    .collect();
-                let n = list.unprotect(&id);
+                let removed = list.unprotect(&id);
                 list.save(&cfg.protected_chats)?;
+                let n = removed.len();
                 if n == 0 {
                     println!("chat {} was not protected", id.short());
                 } else {
@@ -173,7 +164,11 @@ pub fn chats(cmd: ChatsCmd) -> anyhow::Result<ExitCode> {
                     println!(
                         "{n} protected entr{} removed: {}",
                         if n == 1 { "y" } else { "ies" },
-                        removed.join(", ")
+                        removed
+                            .iter()
+                            .map(|c| c.display_name())
+                            .collect::<Vec<_>>()
+                            .join(", ")
                     );
                 }
                 if parsed.facts.advanced_chat_privacy == Some(true) {

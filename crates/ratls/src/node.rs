@@ -17,6 +17,7 @@ use zeroize::Zeroizing;
 use crate::cmw::{ID_PE_CMW, NodeCollection, Wrapped};
 use crate::error::RatlsError;
 use crate::report_data::report_data;
+use crate::signed::CredentialSnapshot;
 use crate::traits::Attester;
 
 /// The DNS name in node certificates. Meaningless for trust (the node's
@@ -189,39 +190,53 @@ impl CertRefresher {
 }
 
 /// Serves the node's current credential to rustls; swap it on refresh.
+///
+/// It holds the credential as a [`CredentialSnapshot`], read from the certificate once
+/// when the credential is installed, so a session's [`NodeCertResolver::snapshot`] is a
+/// copy of a few reference counts, not a certificate parse.
 #[derive(Debug)]
 pub struct NodeCertResolver {
-    current: RwLock<Arc<CertifiedKey>>,
+    current: RwLock<CredentialSnapshot>,
 }
 
 impl NodeCertResolver {
     /// A resolver serving `cred`.
     pub fn new(cred: &NodeCredential) -> Self {
-        Self {
-            current: RwLock::new(cred.certified_key()),
-        }
+        Self::from_certified_key(cred.certified_key())
     }
 
     /// Replaces the served credential; handshakes already under way keep the old one.
     pub fn install(&self, cred: &NodeCredential) {
-        *self.current.write().unwrap_or_else(PoisonError::into_inner) = cred.certified_key();
+        *self.current.write().unwrap_or_else(PoisonError::into_inner) =
+            CredentialSnapshot::of(cred.certified_key());
     }
 
-    /// A resolver fixed to one certified key, whatever it holds (a snapshot of a node
-    /// credential, see [`crate::CredentialSnapshot::resolver`]; or, in tests, a
+    /// A resolver fixed to one certified key, whatever it holds (in tests, a
     /// deliberately mismatched certificate and key).
     pub fn from_certified_key(key: Arc<CertifiedKey>) -> Self {
+        Self::fixed(CredentialSnapshot::of(key))
+    }
+
+    /// A resolver always serving `snapshot`.
+    pub(crate) fn fixed(snapshot: CredentialSnapshot) -> Self {
         Self {
-            current: RwLock::new(key),
+            current: RwLock::new(snapshot),
         }
     }
 
-    pub(crate) fn current_key(&self) -> Arc<CertifiedKey> {
-        self.get()
+    /// The credential served now, fixed (what a session keeps to sign with).
+    pub fn snapshot(&self) -> CredentialSnapshot {
+        self.current
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
     }
 
     fn get(&self) -> Arc<CertifiedKey> {
-        Arc::clone(&self.current.read().unwrap_or_else(PoisonError::into_inner))
+        self.current
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .certified_key()
     }
 }
 

@@ -34,8 +34,8 @@ pub struct CredentialSnapshot {
     /// offline, so the session must end by then.
     not_after: u64,
     /// The ledger bundle the certificate staples (its release's ledger index is what the
-    /// session's receipts must name).
-    ledger_bundle: Vec<u8>,
+    /// session's receipts must name). Shared: every session's copy is the same bytes.
+    ledger_bundle: Arc<[u8]>,
 }
 
 impl std::fmt::Debug for CredentialSnapshot {
@@ -44,15 +44,9 @@ impl std::fmt::Debug for CredentialSnapshot {
     }
 }
 
-impl NodeCertResolver {
-    /// The credential served now, fixed.
-    pub fn snapshot(&self) -> CredentialSnapshot {
-        CredentialSnapshot::of(self.current_key())
-    }
-}
-
 impl CredentialSnapshot {
-    fn of(certified: Arc<CertifiedKey>) -> Self {
+    /// Read validity and stapled bundle from the certificate (once per credential).
+    pub(crate) fn of(certified: Arc<CertifiedKey>) -> Self {
         // Node credentials are certificates this crate built; a key that is not (a test's
         // deliberately broken one) simply has no validity or bundle to report.
         let parsed = certified
@@ -78,8 +72,8 @@ impl CredentialSnapshot {
                         NodeCollection::from_extension_value(e.extn_value.as_bytes()).ok()
                     })
             })
-            .map(|c| c.ledger_bundle)
-            .unwrap_or_default();
+            .map(|c| Arc::from(c.ledger_bundle))
+            .unwrap_or_else(|| Arc::from(Vec::new()));
         CredentialSnapshot {
             certified,
             not_after,
@@ -99,9 +93,11 @@ impl CredentialSnapshot {
 
     /// A resolver that always serves this credential (for one session's TLS config).
     pub fn resolver(&self) -> Arc<NodeCertResolver> {
-        Arc::new(NodeCertResolver::from_certified_key(Arc::clone(
-            &self.certified,
-        )))
+        Arc::new(NodeCertResolver::fixed(self.clone()))
+    }
+
+    pub(crate) fn certified_key(&self) -> Arc<CertifiedKey> {
+        Arc::clone(&self.certified)
     }
 
     /// The certificate.

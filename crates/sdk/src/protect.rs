@@ -97,6 +97,20 @@ pub struct ProtectedChat {
     pub since: u64,
 }
 
+impl ProtectedChat {
+    /// Whether this entry is the chat `id` names: they share any key.
+    pub fn matches(&self, id: &ChatIdentity) -> bool {
+        self.keys.iter().any(|k| id.keys.contains(k))
+    }
+
+    /// How to show the entry: the person's label, else the start of its first key.
+    pub fn display_name(&self) -> String {
+        self.label
+            .clone()
+            .unwrap_or_else(|| self.keys.first().map_or("", |k| &k[..12]).to_owned())
+    }
+}
+
 #[derive(Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct ListFile {
@@ -178,19 +192,13 @@ impl ProtectedChats {
 
     /// The entry that `id` matches, if any.
     pub fn find(&self, id: &ChatIdentity) -> Option<&ProtectedChat> {
-        self.chats
-            .iter()
-            .find(|c| c.keys.iter().any(|k| id.keys.contains(k)))
+        self.chats.iter().find(|c| c.matches(id))
     }
 
     /// Protect a chat. If it is already protected, its entry learns the new keys (and the
     /// label, if given). Returns whether it was newly protected.
     pub fn protect(&mut self, id: &ChatIdentity, label: Option<String>, now: u64) -> bool {
-        if let Some(c) = self
-            .chats
-            .iter_mut()
-            .find(|c| c.keys.iter().any(|k| id.keys.contains(k)))
-        {
+        if let Some(c) = self.chats.iter_mut().find(|c| c.matches(id)) {
             for k in &id.keys {
                 if !c.keys.contains(k) {
                     c.keys.push(k.clone());
@@ -210,12 +218,14 @@ impl ProtectedChats {
         true
     }
 
-    /// Remove every entry that `id` matches. Returns how many were removed.
-    pub fn unprotect(&mut self, id: &ChatIdentity) -> usize {
-        let before = self.chats.len();
-        self.chats
-            .retain(|c| !c.keys.iter().any(|k| id.keys.contains(k)));
-        before - self.chats.len()
+    /// Remove every entry that `id` matches, and return them (one export can match
+    /// several entries, e.g. two chats in which the same people wrote).
+    pub fn unprotect(&mut self, id: &ChatIdentity) -> Vec<ProtectedChat> {
+        let (removed, kept) = std::mem::take(&mut self.chats)
+            .into_iter()
+            .partition(|c| c.matches(id));
+        self.chats = kept;
+        removed
     }
 
     /// Why `chat` may not be sent to AI, if it may not.
@@ -265,7 +275,7 @@ mod tests {
         // Another chat entirely is not protected.
         let other = "[01/12/2026, 09:00:00] Dan: hi\n[01/12/2026, 09:01:00] Eve: hey\n";
         assert_eq!(list.protection(&chat(other)), None);
-        assert_eq!(list.unprotect(&ChatIdentity::of(&chat(GROUP))), 1);
+        assert_eq!(list.unprotect(&ChatIdentity::of(&chat(GROUP))).len(), 1);
         assert_eq!(list.protection(&chat(GROUP)), None);
     }
 
