@@ -418,12 +418,17 @@ fn copy_tree(from: &Path, to: &Path) {
     }
 }
 
-/// The partial tile for a tree of `size` (< 256) under `dir` (`tile/0`, `tile/entries`).
-/// Older partial tiles stay in a mirror (C2SP tlog-tiles), so pick by width.
-fn partial_tile(dir: &Path, size: u64) -> PathBuf {
-    let p = dir.join(format!("000.p/{size}"));
-    assert!(p.is_file(), "{} missing", p.display());
-    p
+/// A copy of `mirror` in `to` whose partial tile `tile/<kind>/000.p/<size>` (size < 256;
+/// `kind` is `entries` or `0`) has its last byte changed, served by `http.server`. Older
+/// partial tiles stay in a mirror (C2SP tlog-tiles), so the tile is picked by width.
+fn tampered_copy(mirror: &Path, to: &Path, kind: &str, size: u64) -> (Kid, String) {
+    copy_tree(mirror, to);
+    let tile = to.join(format!("tile/{kind}/000.p/{size}"));
+    let mut bytes = std::fs::read(&tile).unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 1;
+    std::fs::write(&tile, bytes).unwrap();
+    static_server(to)
 }
 
 #[test]
@@ -537,14 +542,12 @@ fn devices_monitors_and_an_independent_verifier_read_a_static_mirror() {
     assert_eq!(independent_verify(&base, &ledger_vkey).unwrap(), size + 1);
 
     // Tampered entry tile: one byte of the last entry changed.
-    let bad = tmp.path().join("bad-entries");
-    copy_tree(&mirror, &bad);
-    let tile = partial_tile(&bad.join("tile/entries"), size + 1);
-    let mut bytes = std::fs::read(&tile).unwrap();
-    let last = bytes.len() - 1;
-    bytes[last] ^= 1;
-    std::fs::write(&tile, bytes).unwrap();
-    let (_bad_srv, bad_base) = static_server(&bad);
+    let (_bad_srv, bad_base) = tampered_copy(
+        &mirror,
+        &tmp.path().join("bad-entries"),
+        "entries",
+        size + 1,
+    );
     let bad_cfg = to_mirror("bad-entries.toml", &bad_base);
     std::fs::remove_file(&state).unwrap();
     fails_with(
@@ -567,16 +570,9 @@ fn devices_monitors_and_an_independent_verifier_read_a_static_mirror() {
 
     // Tampered hash tile: devices recompute from entries and never read it, but the
     // independent verifier and a re-mirror both catch it.
-    let bad_hash = tmp.path().join("bad-hashes");
-    copy_tree(&mirror, &bad_hash);
     // The last hash of the level-0 tile: the newest leaf, which every consistency proof
     // from the older size must use.
-    let tile = partial_tile(&bad_hash.join("tile/0"), size + 1);
-    let mut bytes = std::fs::read(&tile).unwrap();
-    let last = bytes.len() - 1;
-    bytes[last] ^= 1;
-    std::fs::write(&tile, bytes).unwrap();
-    let (_bh_srv, bh_base) = static_server(&bad_hash);
+    let (_bh_srv, bh_base) = tampered_copy(&mirror, &tmp.path().join("bad-hashes"), "0", size + 1);
     assert!(independent_verify(&bh_base, &ledger_vkey).is_err());
     // A monitor that last saw size N builds its consistency proof from that tile.
     let stale_state = tmp.path().join("monitor-state-at-n.txt");

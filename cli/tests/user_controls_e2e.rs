@@ -70,8 +70,15 @@ fn refused(out: &Output, exit: i32, needle: &str) {
     );
 }
 
-/// A configuration whose relay, issuer and ledger are all `cap`, with its own (fresh)
-/// consent and protected-chat files in `dir`.
+/// `t` with its own (fresh) consent and protected-chat files in `dir`.
+fn own_state(t: &str, dir: &Path) -> String {
+    let consent = dir.join("own-consent.json").display().to_string();
+    let protected = dir.join("own-protected.json").display().to_string();
+    let t = must_replace(t, "\"consent.json\"", &format!("\"{consent}\""));
+    must_replace(&t, "\"protected-chats.json\"", &format!("\"{protected}\""))
+}
+
+/// A configuration whose relay, issuer and ledger are all `cap`, with its own state.
 fn captured(up: &Up, dir: &Path, cap: &Capture, name: &str) -> PathBuf {
     let parties = [
         (
@@ -87,26 +94,18 @@ fn captured(up: &Up, dir: &Path, cap: &Capture, name: &str) -> PathBuf {
             format!("ledger = \"{}\"", cap.url),
         ),
     ];
-    let consent = dir.join("own-consent.json").display().to_string();
-    let protected = dir.join("own-protected.json").display().to_string();
     variant(up, dir, name, |t| {
         let mut t = t;
         for (from, to) in &parties {
             t = must_replace(&t, from, to);
         }
-        let t = must_replace(&t, "\"consent.json\"", &format!("\"{consent}\""));
-        must_replace(&t, "\"protected-chats.json\"", &format!("\"{protected}\""))
+        own_state(&t, dir)
     })
 }
 
 /// The same state files, but the real parties.
 fn real_with_own_state(up: &Up, dir: &Path, name: &str) -> PathBuf {
-    let consent = dir.join("own-consent.json").display().to_string();
-    let protected = dir.join("own-protected.json").display().to_string();
-    variant(up, dir, name, |t| {
-        let t = must_replace(&t, "\"consent.json\"", &format!("\"{consent}\""));
-        must_replace(&t, "\"protected-chats.json\"", &format!("\"{protected}\""))
-    })
+    variant(up, dir, name, |t| own_state(&t, dir))
 }
 
 #[test]

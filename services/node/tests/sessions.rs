@@ -101,24 +101,28 @@ async fn serve(
     (format!("http://{addr}"), svc)
 }
 
+/// A credential from `attester` stapling the bundle of `ledger` entry `index`, valid from
+/// now for `lifetime`.
+fn credential(
+    attester: &dyn confide_ratls::Attester,
+    ledger: &Ledger,
+    index: u64,
+    lifetime: Duration,
+) -> NodeCredential {
+    let bundle = confide_node::ledger::build_bundle(&ledger.entries, index, &ledger.note)
+        .unwrap()
+        .encode()
+        .unwrap();
+    NodeCredential::issue(attester, None, &bundle, tls_now(), lifetime).unwrap()
+}
+
 async fn node_with(
     w: &World,
     attester: &dyn confide_ratls::Attester,
     ledger: &Ledger,
     index: u64,
 ) -> (String, Arc<NodeService>) {
-    let bundle = confide_node::ledger::build_bundle(&ledger.entries, index, &ledger.note)
-        .unwrap()
-        .encode()
-        .unwrap();
-    let cred = NodeCredential::issue(
-        attester,
-        None,
-        &bundle,
-        tls_now(),
-        Duration::from_secs(3600),
-    )
-    .unwrap();
+    let cred = credential(attester, ledger, index, Duration::from_secs(3600));
     let clock = ManualClock::new(tls_now());
     serve(w, Arc::new(NodeCertResolver::new(&cred)), clock).await
 }
@@ -253,17 +257,12 @@ async fn verified_session_streams_and_replays_fail_closed() {
 
     // The node refreshes its certificate mid-session: this session's receipts are still
     // signed with the key its handshake presented.
-    let fresh = NodeCredential::issue(
+    let fresh = credential(
         &w.attester(MEASUREMENT, w.model_digest),
-        None,
-        &confide_node::ledger::build_bundle(&ledger.entries, 1, &ledger.note)
-            .unwrap()
-            .encode()
-            .unwrap(),
-        tls_now(),
+        &ledger,
+        1,
         Duration::from_secs(3600),
-    )
-    .unwrap();
+    );
     svc.resolver().install(&fresh);
     // ...and the node now staples another entry (say, the release logged again): this
     // session's receipts still name the index its certificate staples.
@@ -488,12 +487,7 @@ async fn certificate_swapped_by_the_gateway_fails() {
     let w = world().await;
     let ledger = Ledger::new(&[release(&MEASUREMENT, w.model_digest, CONFIG)]);
     let att = w.attester(MEASUREMENT, w.model_digest);
-    let bundle = confide_node::ledger::build_bundle(&ledger.entries, 0, &ledger.note)
-        .unwrap()
-        .encode()
-        .unwrap();
-    let genuine =
-        NodeCredential::issue(&att, None, &bundle, tls_now(), Duration::from_secs(3600)).unwrap();
+    let genuine = credential(&att, &ledger, 0, Duration::from_secs(3600));
     let mitm_key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
     let der = mitm_key.serialize_der();
     let signer = confide_ratls::rustls::crypto::ring::sign::any_ecdsa_type(&PrivateKeyDer::Pkcs8(
@@ -536,12 +530,7 @@ async fn a_session_ends_with_its_certificate() {
     let w = world().await;
     let ledger = Ledger::new(&[release(&MEASUREMENT, w.model_digest, CONFIG)]);
     let att = w.attester(MEASUREMENT, w.model_digest);
-    let bundle = confide_node::ledger::build_bundle(&ledger.entries, 0, &ledger.note)
-        .unwrap()
-        .encode()
-        .unwrap();
-    let cred =
-        NodeCredential::issue(&att, None, &bundle, tls_now(), Duration::from_secs(2)).unwrap();
+    let cred = credential(&att, &ledger, 0, Duration::from_secs(2));
     let (url, svc) = serve(
         &w,
         Arc::new(NodeCertResolver::new(&cred)),
