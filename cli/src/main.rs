@@ -46,6 +46,9 @@ enum Command {
     /// Run or try the inference engine on its own.
     #[command(subcommand)]
     Engine(cmd::engine::EngineCmd),
+    /// Measure the engine against llama.cpp's own loop and across concurrent requests;
+    /// print one table (each row against a baseline from the same run).
+    Bench(cmd::bench::BenchArgs),
     /// Run the attested inference node (RA-TLS sessions inside the TEE).
     #[command(subcommand)]
     Node(cmd::node::NodeCmd),
@@ -95,6 +98,7 @@ fn main() -> ExitCode {
             Command::Gateway(c) => cmd::gateway::run(c).await,
             Command::Relay(c) => cmd::relay::run(c).await,
             Command::Engine(c) => cmd::engine::run(c).await,
+            Command::Bench(a) => cmd::bench::run(a).await,
             Command::Node(c) => cmd::node::run(c).await,
             Command::Up(a) => cmd::up::run(a).await,
             Command::Demo(a) => cmd::demo::run(a).await,

@@ -35,7 +35,7 @@ fn info_prints_the_model_digest() {
     let out = confide(&["engine", "info", "--model", model.to_str().unwrap()]);
     assert!(out.status.success());
     let stdout = String::from_utf8(out.stdout).unwrap();
-    assert!(stdout.contains(confide_engine::DEFAULT_MODEL_SHA256));
+    assert!(stdout.contains(confide_engine::models::TINY.sha256));
     assert!(stdout.contains("llama"));
 }
 

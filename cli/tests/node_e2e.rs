@@ -260,7 +260,7 @@ async fn attested_summary_through_relay_and_gateway_with_canary() {
         .unwrap();
     assert_eq!(
         hex::encode(model_digest),
-        confide_engine::DEFAULT_MODEL_SHA256,
+        confide_engine::models::TINY.sha256,
         "the measured model digest is the file's SHA-256"
     );
     // `node serve` below runs with the same configuration flags, so the same digest.

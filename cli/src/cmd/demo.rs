@@ -15,9 +15,12 @@ pub struct DemoArgs {
     /// The chat to summarise (default: the bundled `examples/chat-whatsapp.txt`).
     #[arg(long)]
     pub chat: Option<PathBuf>,
-    /// GGUF model (default: `models/SmolLM2-135M-Instruct.Q4_1.gguf` of this source tree).
-    #[arg(long, env = "CONFIDE_MODEL")]
+    /// Model: `quality` (the default), `fast`, `tiny` (from `scripts/fetch-model`) or a
+    /// GGUF file.
+    #[arg(long, env = "CONFIDE_MODEL", value_name = "NAME|PATH", value_parser = super::engine::parse_model)]
     pub model: Option<PathBuf>,
+    #[command(flatten)]
+    pub tuning: super::engine::TuningArgs,
     /// Keep the temporary directory (logs, ledger, keys) instead of deleting it.
     #[arg(long)]
     pub keep: bool,
@@ -96,7 +99,8 @@ pub async fn run(a: DemoArgs) -> anyhow::Result<ExitCode> {
         dir: dir.clone(),
         nodes: 1,
         model: a.model.clone(),
-        max_tokens: 160,
+        max_tokens: 256,
+        tuning: a.tuning.clone(),
     };
     let stack = Stack::start(&up).await?;
     println!("{}", stack.status());

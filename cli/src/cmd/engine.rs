@@ -2,7 +2,7 @@
 //! from the command line, and inspect a model file.
 
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 
@@ -31,8 +31,8 @@ pub enum EngineCmd {
 /// `confide engine serve`.
 #[derive(Debug, clap::Args)]
 pub struct ServeArgs {
-    /// GGUF model file.
-    #[arg(long)]
+    /// Model: `quality`, `fast`, `tiny` (from `scripts/fetch-model`) or a GGUF file.
+    #[arg(long, value_name = "NAME|PATH", value_parser = parse_model)]
     model: PathBuf,
     /// Address to listen on (port 0 picks a free port; the address is printed).
     #[arg(long, default_value = "127.0.0.1:8080")]
@@ -43,14 +43,80 @@ pub struct ServeArgs {
     /// Run on this NVIDIA GPU (needs a build with `confide-engine/cuda`).
     #[arg(long, value_name = "ORDINAL")]
     cuda: Option<usize>,
+    #[command(flatten)]
+    tuning: TuningArgs,
 }
 
 /// `confide engine info`.
 #[derive(Debug, clap::Args)]
 pub struct InfoArgs {
-    /// GGUF model file.
-    #[arg(long)]
+    /// Model: `quality`, `fast`, `tiny` or a GGUF file.
+    #[arg(long, value_name = "NAME|PATH", value_parser = parse_model)]
     model: PathBuf,
+}
+
+/// How the embedded engine runs. These settings change speed and memory, not what the
+/// node does with a request, so they are not part of the measured configuration.
+#[derive(Debug, Clone, clap::Args)]
+pub struct TuningArgs {
+    /// CPU threads for llama.cpp (0: every core this process may use).
+    #[arg(long, default_value_t = 0)]
+    pub threads: usize,
+    /// KV cache size in tokens, shared by the requests running at once; one request
+    /// gets at most the model's context window.
+    #[arg(long, default_value_t = LoadOptions::DEFAULT_CONTEXT_TOKENS)]
+    pub kv_tokens: u32,
+    /// Requests generated at the same time (continuous batching).
+    #[arg(long, default_value_t = LoadOptions::DEFAULT_PARALLEL)]
+    pub parallel: u32,
+    /// Requests that may wait for a free slot; past this the engine answers "busy".
+    #[arg(long, default_value_t = LoadOptions::DEFAULT_QUEUE)]
+    pub queue: u32,
+}
+
+impl TuningArgs {
+    /// The engine's load options with these settings.
+    pub fn options(&self, backend: Backend, expected_sha256: Option<[u8; 32]>) -> LoadOptions {
+        LoadOptions {
+            expected_sha256,
+            backend,
+            threads: self.threads,
+            context_tokens: self.kv_tokens,
+            parallel: self.parallel,
+            queue: self.queue,
+        }
+    }
+
+    /// The same settings as command-line arguments (for `confide up`'s nodes).
+    pub fn to_args(&self) -> Vec<String> {
+        vec![
+            "--threads".into(),
+            self.threads.to_string(),
+            "--kv-tokens".into(),
+            self.kv_tokens.to_string(),
+            "--parallel".into(),
+            self.parallel.to_string(),
+            "--queue".into(),
+            self.queue.to_string(),
+        ]
+    }
+}
+
+/// Where named models live: `$CONFIDE_MODELS_DIR`, or `models/` of this source tree
+/// (where `scripts/fetch-model` installs them).
+pub fn models_dir() -> PathBuf {
+    std::env::var_os("CONFIDE_MODELS_DIR").map_or_else(
+        || Path::new(env!("CARGO_MANIFEST_DIR")).join("../models"),
+        PathBuf::from,
+    )
+}
+
+/// `--model`: a name from `scripts/fetch-model` or a path.
+pub fn parse_model(spec: &str) -> Result<PathBuf, String> {
+    if spec.is_empty() {
+        return Err("empty model name".into());
+    }
+    Ok(confide_engine::models::resolve(spec, &models_dir()))
 }
 
 /// `confide engine run`.
@@ -58,8 +124,8 @@ pub struct InfoArgs {
 #[command(group(clap::ArgGroup::new("backend").required(true).args(["model", "upstream"])))]
 #[command(group(clap::ArgGroup::new("input").required(true).args(["prompt", "summarize", "suggest"])))]
 pub struct RunArgs {
-    /// GGUF model file for the embedded engine.
-    #[arg(long)]
+    /// Model for the embedded engine: `quality`, `fast`, `tiny` or a GGUF file.
+    #[arg(long, value_name = "NAME|PATH", value_parser = parse_model)]
     model: Option<PathBuf>,
     /// Base URL of an OpenAI-compatible server instead of a local model.
     #[arg(long)]
@@ -100,6 +166,8 @@ pub struct RunArgs {
     /// Run on this NVIDIA GPU (needs a build with `confide-engine/cuda`).
     #[arg(long, value_name = "ORDINAL", conflicts_with = "upstream")]
     cuda: Option<usize>,
+    #[command(flatten)]
+    tuning: TuningArgs,
 }
 
 fn backend(cuda: Option<usize>) -> Backend {
@@ -126,10 +194,10 @@ async fn serve(a: ServeArgs) -> anyhow::Result<ExitCode> {
     // logs pass the node's allow-list of typed events (issue 13, finding 8), not plain
     // logging, so no library can write request content to them.
     confide_node::egress::install();
-    let opts = LoadOptions {
-        expected_sha256: a.expect_sha256.as_deref().map(parse_sha256).transpose()?,
-        backend: backend(a.cuda),
-    };
+    let opts = a.tuning.options(
+        backend(a.cuda),
+        a.expect_sha256.as_deref().map(parse_sha256).transpose()?,
+    );
     let engine = EmbeddedEngine::open(&a.model, opts)
         .await
         .with_context(|| format!("cannot load {}", a.model.display()))?;
@@ -201,15 +269,9 @@ async fn run_once(a: RunArgs) -> anyhow::Result<ExitCode> {
     };
     let engine: Arc<dyn Engine> = match (&a.model, &a.upstream) {
         (Some(path), _) => Arc::new(
-            EmbeddedEngine::open(
-                path,
-                LoadOptions {
-                    backend: backend(a.cuda),
-                    ..LoadOptions::default()
-                },
-            )
-            .await
-            .with_context(|| format!("cannot load {}", path.display()))?,
+            EmbeddedEngine::open(path, a.tuning.options(backend(a.cuda), None))
+                .await
+                .with_context(|| format!("cannot load {}", path.display()))?,
         ),
         (None, Some(url)) => Arc::new(UpstreamEngine::new(url, &a.upstream_model)?),
         (None, None) => anyhow::bail!("one of --model or --upstream is required"),

@@ -1,5 +1,6 @@
 //! One module per role. Each exposes its clap type and `async fn run(..) -> anyhow::Result<ExitCode>`.
 
+pub mod bench;
 pub mod client;
 pub mod demo;
 pub mod engine;

@@ -9,6 +9,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::Context;
+use confide_engine::Backend;
 use confide_engine::features::Limits;
 use confide_node::ledger::ReleaseChoice;
 use confide_node::metrics::NodeMetrics;
@@ -48,8 +49,9 @@ pub struct ConfigArgs {
     /// TEE platform.
     #[arg(long, value_enum)]
     platform: PlatformArg,
-    /// GGUF model for the embedded engine.
-    #[arg(long, env = "CONFIDE_MODEL")]
+    /// Model for the embedded engine: `quality`, `fast`, `tiny` (from
+    /// `scripts/fetch-model`) or a GGUF file.
+    #[arg(long, env = "CONFIDE_MODEL", value_name = "NAME|PATH", value_parser = super::engine::parse_model)]
     model: Option<PathBuf>,
     /// OpenAI-compatible upstream inside the same TEE instead of an embedded model.
     #[arg(long, requires = "model_digest")]
@@ -69,6 +71,12 @@ pub struct ConfigArgs {
     /// Largest number of tokens generated per request.
     #[arg(long, default_value_t = 256)]
     max_tokens: u32,
+    /// Run the embedded model on this NVIDIA GPU (needs a build with
+    /// `confide-engine/cuda`).
+    #[arg(long, value_name = "ORDINAL", conflicts_with = "upstream")]
+    cuda: Option<usize>,
+    #[command(flatten)]
+    tuning: super::engine::TuningArgs,
     /// Seconds after which an idle session is dropped.
     #[arg(long, default_value_t = 120)]
     session_idle_secs: u64,
@@ -132,7 +140,11 @@ fn options(
                     path.display()
                 );
             }
-            EngineChoice::Embedded(path.clone())
+            EngineChoice::Embedded(
+                path.clone(),
+                c.tuning
+                    .options(c.cuda.map_or(Backend::Cpu, Backend::Cuda), None),
+            )
         }
         (None, None) => anyhow::bail!("give --model or --upstream"),
     };

@@ -46,13 +46,15 @@ pub struct UpArgs {
     /// Number of nodes.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u8).range(1..=8))]
     pub nodes: u8,
-    /// GGUF model for the nodes' embedded engine
-    /// (default: `models/SmolLM2-135M-Instruct.Q4_1.gguf` of this source tree).
-    #[arg(long, env = "CONFIDE_MODEL")]
+    /// Model for the nodes' embedded engine: `quality` (the default), `fast`, `tiny`
+    /// (from `scripts/fetch-model`) or a GGUF file.
+    #[arg(long, env = "CONFIDE_MODEL", value_name = "NAME|PATH", value_parser = super::engine::parse_model)]
     pub model: Option<PathBuf>,
     /// Largest number of tokens a node generates per request.
-    #[arg(long, default_value_t = 120)]
+    #[arg(long, default_value_t = 256)]
     pub max_tokens: u32,
+    #[command(flatten)]
+    pub tuning: super::engine::TuningArgs,
 }
 
 /// Called first thing in `main`: a process started by `confide up` asks the kernel for
@@ -100,7 +102,7 @@ pub struct Stack {
 }
 
 fn default_model() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../models/SmolLM2-135M-Instruct.Q4_1.gguf")
+    confide_engine::models::QUALITY.path_in(&super::engine::models_dir())
 }
 
 /// Seconds since the Unix epoch (0 if the clock is before it).
@@ -315,7 +317,7 @@ impl Stack {
         let model = a.model.clone().unwrap_or_else(default_model);
         if !model.exists() {
             bail!(
-                "model file {} not found (run scripts/fetch-model or set CONFIDE_MODEL)",
+                "model file {} not found (run scripts/fetch-model, or choose another with --model)",
                 model.display()
             );
         }
@@ -532,6 +534,7 @@ impl Stack {
             ]
             .iter()
             .map(|s| (*s).to_owned())
+            .chain(a.tuning.to_args())
             .collect()
         };
         let revision = option_env!("CONFIDE_SOURCE_REVISION").unwrap_or("local-build");

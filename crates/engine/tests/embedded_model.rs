@@ -6,8 +6,8 @@ mod common;
 
 use confide_engine::features::{self, ChatLine, Limits, SuggestRequest, SummarizeRequest, Tone};
 use confide_engine::{
-    ChatMessage, DEFAULT_MODEL_SHA256, EmbeddedEngine, Engine, EngineError, FinishReason,
-    GenerateParams, LoadOptions, Role,
+    ChatMessage, EmbeddedEngine, Engine, EngineError, FinishReason, GenerateParams, LoadOptions,
+    Role,
 };
 use zeroize::Zeroizing;
 
@@ -56,32 +56,36 @@ async fn summary_is_about_the_chat() {
     assert!(done.prompt_tokens.unwrap() > 50);
 }
 
+/// Plumbing only: the tiny model writes fluent text but not a faithful rewrite (that is
+/// held to account with the default model in `crates/sdk/tests/quality.rs`).
 #[tokio::test]
-async fn suggest_rewrites_the_draft() {
+async fn suggest_generates_a_bounded_answer() {
     let engine = common::engine();
     let req = SuggestRequest {
         draft: Zeroizing::new("cant come to the meeting tmrw, sick".into()),
         tone: Tone::Formal,
     };
     let msgs = features::suggest_prompt(&req, &Limits::default()).unwrap();
-    let (text, _) = engine
+    let (text, done) = engine
         .generate(msgs, features::feature_params(64))
         .await
         .unwrap()
         .collect_text()
         .await
         .unwrap();
-    let lower = text.to_lowercase();
-    assert!(
-        lower.contains("meeting") || lower.contains("tomorrow") || lower.contains("unwell"),
-        "suggestion is unrelated to the draft: {:?}",
-        text.as_str()
-    );
+    assert!(!text.trim().is_empty());
+    let n = done.completion_tokens.unwrap();
+    assert!((1..=64).contains(&n), "{n} tokens");
+    assert!(done.prompt_tokens.unwrap() > 20);
 }
 
 #[tokio::test]
 async fn greedy_and_seeded_sampling_are_deterministic() {
-    let engine = common::engine();
+    // An engine of its own: requests batched with other tests' requests may differ in
+    // the last bits of their logits (docs/adr/0502), which can change a sampled token.
+    let engine = std::sync::Arc::new(
+        EmbeddedEngine::load(&common::model_path(), &LoadOptions::default()).unwrap(),
+    );
     let msgs = || {
         vec![ChatMessage::new(
             Role::User,
@@ -223,7 +227,10 @@ async fn bad_requests_are_typed_errors_before_any_work() {
 fn reports_the_model_digest_and_refuses_a_wrong_one() {
     let engine = common::engine();
     let info = engine.info();
-    assert_eq!(info.sha256_hex().unwrap(), DEFAULT_MODEL_SHA256);
+    assert_eq!(
+        info.sha256_hex().unwrap(),
+        confide_engine::models::TINY.sha256
+    );
     assert_eq!(info.architecture, "llama");
     assert_eq!(info.context_length, Some(8192));
 
@@ -240,7 +247,7 @@ fn reports_the_model_digest_and_refuses_a_wrong_one() {
     match err {
         EngineError::ModelDigestMismatch { expected, actual } => {
             assert_eq!(expected, hex::encode(wrong));
-            assert_eq!(actual, DEFAULT_MODEL_SHA256);
+            assert_eq!(actual, confide_engine::models::TINY.sha256);
         }
         other => panic!("expected ModelDigestMismatch, got {other:?}"),
     }

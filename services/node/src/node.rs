@@ -64,8 +64,9 @@ impl NodePlatform {
 /// Where the model runs.
 #[derive(Debug, Clone)]
 pub enum EngineChoice {
-    /// A GGUF file loaded in-process.
-    Embedded(PathBuf),
+    /// A GGUF file loaded in-process, with how the engine runs (threads, cache,
+    /// concurrency: speed and memory only, not part of the measured configuration).
+    Embedded(PathBuf, LoadOptions),
     /// An OpenAI-compatible server inside the same TEE, with the model name to request
     /// and the SHA-256 of its weights (the node cannot read them, so the operator states
     /// the digest the release lists).
@@ -185,8 +186,8 @@ pub fn check_dir_read_only(dir: &Path) -> Result<(), Error> {
 /// Loads the engine named by `choice`.
 pub async fn load_engine(choice: &EngineChoice) -> Result<(Arc<dyn Engine>, [u8; 32]), Error> {
     match choice {
-        EngineChoice::Embedded(path) => {
-            let e = EmbeddedEngine::open(path, LoadOptions::default())
+        EngineChoice::Embedded(path, options) => {
+            let e = EmbeddedEngine::open(path, options.clone())
                 .await
                 .map_err(Error::Engine)?;
             let digest = e
@@ -209,7 +210,7 @@ pub async fn load_engine(choice: &EngineChoice) -> Result<(Arc<dyn Engine>, [u8;
 /// The configuration digest for `opts`.
 pub fn config_digest(opts: &NodeOptions) -> Result<[u8; 32], Error> {
     let (engine, upstream) = match &opts.engine {
-        EngineChoice::Embedded(_) => ("embedded", String::new()),
+        EngineChoice::Embedded(..) => ("embedded", String::new()),
         EngineChoice::Upstream { url, model, .. } => ("upstream", format!("{url}#{model}")),
     };
     NodeConfigDigest {

@@ -32,7 +32,9 @@ use axum::body::{Body, Bytes};
 use axum::extract::{DefaultBodyLimit, Path, State};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use confide_engine::features::{Limits, feature_params, suggest_prompt, summarize_prompt};
+use confide_engine::features::{
+    Limits, WholeSentences, feature_params, suggest_prompt, summarize_prompt,
+};
 use confide_engine::{Engine, EngineError, StreamEvent};
 use confide_ratls::rustls::pki_types::UnixTime;
 use confide_ratls::{CredentialSnapshot, ManualClock, NodeCertResolver, server_config};
@@ -377,15 +379,30 @@ impl NodeService {
         };
         tracing::info!(event = "generation_started", max_tokens = u64::from(max));
         let mut pieces = 0u64;
+        // Whole sentences only, so an answer cut at max_tokens never ends mid-sentence.
+        let mut gate = WholeSentences::default();
         while let Some(ev) = stream.next().await {
             let frame = match ev {
                 Ok(StreamEvent::Text(t)) => {
+                    let t = gate.push(&t);
+                    if t.is_empty() {
+                        continue;
+                    }
                     pieces += 1;
                     let frame = chunk(&t);
                     response.update(frame.payload());
                     frame
                 }
                 Ok(StreamEvent::Done(c)) => {
+                    let tail = gate.finish(c.finish_reason);
+                    if !tail.is_empty() {
+                        pieces += 1;
+                        let frame = chunk(&tail);
+                        response.update(frame.payload());
+                        if !send(tx, seal(conn, &frame)).await {
+                            return false;
+                        }
+                    }
                     tracing::info!(
                         event = "generation_finished",
                         pieces = pieces,

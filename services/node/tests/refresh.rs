@@ -16,7 +16,7 @@ use confide_node::{BundleSource, EngineChoice, Node, NodeOptions, NodePlatform, 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn node_starts_from_the_ledger_and_refreshes_its_certificate() {
     let dir = tempfile::tempdir().unwrap();
-    let model_digest: [u8; 32] = hex::decode(confide_engine::DEFAULT_MODEL_SHA256)
+    let model_digest: [u8; 32] = hex::decode(confide_engine::models::TINY.sha256)
         .unwrap()
         .try_into()
         .unwrap();
@@ -25,7 +25,7 @@ async fn node_starts_from_the_ledger_and_refreshes_its_certificate() {
     let options = |url: String, settings: ServiceSettings| NodeOptions {
         dir: dir.path().to_path_buf(),
         platform: NodePlatform::Simulated,
-        engine: EngineChoice::Embedded(model_path()),
+        engine: EngineChoice::Embedded(model_path(), confide_engine::LoadOptions::default()),
         bundle: BundleSource::Ledger {
             url,
             choice: ReleaseChoice::Auto,
@@ -101,7 +101,7 @@ async fn node_without_a_listed_release_does_not_start() {
     let err = Node::start(NodeOptions {
         dir: dir.path().to_path_buf(),
         platform: NodePlatform::Simulated,
-        engine: EngineChoice::Embedded(model_path()),
+        engine: EngineChoice::Embedded(model_path(), confide_engine::LoadOptions::default()),
         bundle: BundleSource::Ledger {
             url: ledger_url,
             choice: ReleaseChoice::Auto,

@@ -362,7 +362,7 @@ fn node_options(max_tokens: u32) -> NodeOptions {
     NodeOptions {
         dir: std::path::PathBuf::from("/nonexistent"),
         platform: NodePlatform::Simulated,
-        engine: EngineChoice::Embedded(model_path()),
+        engine: EngineChoice::Embedded(model_path(), confide_engine::LoadOptions::default()),
         bundle: BundleSource::Ledger {
             url: "http://127.0.0.1:9/".into(),
             choice: ReleaseChoice::Auto,
