@@ -79,8 +79,10 @@ pub struct LoadOptions {
 }
 
 impl LoadOptions {
-    /// Default KV cache size in tokens (about 450 MiB of cache for Qwen2.5-1.5B).
-    pub const DEFAULT_CONTEXT_TOKENS: u32 = 16384;
+    /// Default KV cache size in tokens, shared by the running requests: 224 MiB of cache
+    /// for Qwen2.5-Coder-1.5B (28 KiB per token), and room for the largest summarize
+    /// request (24 KiB of chat, about 6k tokens) plus its answer.
+    pub const DEFAULT_CONTEXT_TOKENS: u32 = 8192;
     /// Default number of concurrent generations.
     pub const DEFAULT_PARALLEL: u32 = 4;
     /// Default number of waiting requests.

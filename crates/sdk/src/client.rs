@@ -257,7 +257,7 @@ fn node_error_kind(kind: &str) -> &'static str {
         "bad-request" => "bad request",
         "too-large" => "request too large",
         "engine" => "engine failure",
-        "unavailable" => "node unavailable or shutting down",
+        "unavailable" => "node busy or shutting down: try again later",
         _ => "unknown error kind",
     }
 }

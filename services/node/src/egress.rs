@@ -2,7 +2,7 @@
 //!
 //! The node is the one place plaintext exists, so its logs are treated as an output
 //! channel an attacker may read. Instead of trusting every library (hyper, rustls,
-//! candle, our own crates) to never format request data, the node installs
+//! llama-cpp-2, our own crates) to never format request data, the node installs
 //! [`EgressLayer`] as its *only* `tracing` subscriber layer. An event is written if and
 //! only if:
 //!

@@ -186,6 +186,8 @@ fn engine_error_kind(e: &EngineError) -> ErrorKind {
         | EngineError::EmptyField { .. }
         | EngineError::ControlCharacters { .. }
         | EngineError::InvalidParameter { .. } => ErrorKind::BadRequest,
+        // Every sequence busy and the queue full: the device may try again later.
+        EngineError::Busy { .. } => ErrorKind::Unavailable,
         _ => ErrorKind::Engine,
     }
 }
