@@ -26,9 +26,14 @@ enum Command {
     /// Run a C2SP tlog-witness that cosigns ledger checkpoints.
     #[command(subcommand)]
     Witness(cmd::witness::WitnessCmd),
-    /// Publish node releases to the ledger.
+    /// Publish and revoke node releases in the ledger, and turn NVIDIA RIMs into their GPU
+    /// reference values.
     #[command(subcommand)]
     Release(cmd::release::ReleaseCmd),
+    /// Compute the launch measurements a guest image will produce (SEV-SNP launch digest;
+    /// TDX MRTD and RTMR0..2), and the release manifest that pins them.
+    #[command(subcommand)]
+    Measure(cmd::measure::MeasureCmd),
     /// Audit a ledger: fetch tiles, recompute the tree, check consistency.
     Monitor(cmd::monitor::MonitorArgs),
     /// Verify hardware attestation evidence (SEV-SNP, TDX, NVIDIA, simulated).
@@ -46,8 +51,9 @@ enum Command {
     /// Run or try the inference engine on its own.
     #[command(subcommand)]
     Engine(cmd::engine::EngineCmd),
-    /// Measure the engine against llama.cpp's own loop and across concurrent requests;
-    /// print one table (each row against a baseline from the same run).
+    /// Measure the engine (against llama.cpp's own loop, across concurrent requests), the
+    /// private path, each party's memory, attestation, the ledger and tokens; print one
+    /// table, each row against a baseline from the same run.
     Bench(cmd::bench::BenchArgs),
     /// Run the attested inference node (RA-TLS sessions inside the TEE).
     #[command(subcommand)]
@@ -62,6 +68,10 @@ enum Command {
     Suggest(cmd::client::SuggestArgs),
     /// Verify the node and print every check made.
     Verify(cmd::client::VerifyArgs),
+    /// Refill the device's anonymous-token wallet (a separate step, never tied to a
+    /// request), or show what it holds.
+    #[command(subcommand)]
+    Wallet(cmd::wallet::WalletCmd),
     /// Turn AI features on or off on this device (off until turned on).
     #[command(subcommand)]
     Consent(cmd::privacy::ConsentCmd),
@@ -92,6 +102,7 @@ fn main() -> ExitCode {
             Command::Ledger(c) => cmd::ledger::run(c).await,
             Command::Witness(c) => cmd::witness::run(c).await,
             Command::Release(c) => cmd::release::run(c).await,
+            Command::Measure(c) => cmd::measure::run(c),
             Command::Monitor(a) => cmd::monitor::run(a).await,
             Command::Evidence(c) => cmd::evidence::run(c).await,
             Command::Issuer(c) => cmd::issuer::run(c).await,
@@ -105,6 +116,7 @@ fn main() -> ExitCode {
             Command::Summarize(a) => cmd::client::summarize(a).await,
             Command::Suggest(a) => cmd::client::suggest(a).await,
             Command::Verify(a) => cmd::client::verify(a).await,
+            Command::Wallet(c) => cmd::wallet::run(c).await,
             Command::Consent(c) => cmd::privacy::consent(c),
             Command::Chats(c) => cmd::privacy::chats(c),
             Command::Receipts(c) => cmd::receipts::run(c),

@@ -163,10 +163,17 @@ fn device_end_to_end_through_every_party() {
         )
         .replace("\"tokens.json\"", "\"empty-wallet.json\"")
     });
+    // The issuer refuses the account at the refill, a step of its own ...
+    assert_clear_failure(
+        &confide(&["wallet", "refill", "--config", no_tokens.to_str().unwrap()]),
+        5,
+        "no tokens available",
+    );
+    // ... and a request with the empty wallet fails without fetching (issue 13, finding 2).
     assert_clear_failure(
         &confide(&["verify", "--config", no_tokens.to_str().unwrap()]),
         5,
-        "no tokens available",
+        "no tokens in the wallet",
     );
 
     // One SDK session; kill the node that holds it; the next request re-attests.

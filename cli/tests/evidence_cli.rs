@@ -38,11 +38,55 @@ fn assert_rejected(o: &Output, needle: &str) {
     assert!(lines[0].contains(needle), "{e}");
 }
 
+/// The production policy as `confide evidence policy` prints it, with the Milan TCB floor
+/// lowered to the real Milan fixture's TCB (boot loader 3, TEE 0, SNP 8, microcode 115): the
+/// fixture was signed in 2023, before the firmware AMD-SB-3019 requires, so production refuses
+/// it (`sev_snp_fixture_is_below_the_production_floor`).
+fn fixture_policy(dir: &std::path::Path) -> String {
+    let o = confide(&["evidence", "policy"]);
+    assert!(o.status.success());
+    let text = String::from_utf8(o.stdout).unwrap();
+    let head = "[sev_snp.tcb_floor.milan]\n";
+    let cut = text.find(head).unwrap() + head.len();
+    let end = text[cut..].find("\n[").map_or(text.len(), |i| cut + i + 1);
+    let text = format!(
+        "{}bootloader = 3\ntee = 0\nsnp = 8\nmicrocode = 115\n{}",
+        &text[..cut],
+        &text[end..]
+    );
+    let pol = dir.join("fixture-policy.toml");
+    std::fs::write(&pol, text).unwrap();
+    pol.to_str().unwrap().to_string()
+}
+
+/// Without a lowered floor, the production policy refuses the 2023 Milan report and names the
+/// first component below AMD-SB-3019's floor.
 #[test]
-fn sev_snp_fixture_verifies_from_hex_der_and_pem_bundle() {
+fn sev_snp_fixture_is_below_the_production_floor() {
     let o = confide(&[
         "evidence",
         "verify",
+        "--platform",
+        "sev-snp",
+        "--evidence",
+        &f("sev-snp/report_milan.hex"),
+        "--certs",
+        &f("sev-snp/vcek_milan.der"),
+        "--at",
+        "2025-06-01T00:00:00Z",
+    ]);
+    assert_rejected(&o, "REPORTED_TCB bootloader is 3, below the milan floor 4");
+}
+
+#[test]
+fn sev_snp_fixture_verifies_from_hex_der_and_pem_bundle() {
+    let dir = tempfile::tempdir().unwrap();
+    let pol = fixture_policy(dir.path());
+    let o = confide(&[
+        "evidence",
+        "verify",
+        "--policy",
+        &pol,
         "--platform",
         "sev-snp",
         "--evidence",
@@ -60,11 +104,80 @@ fn sev_snp_fixture_verifies_from_hex_der_and_pem_bundle() {
     assert!(out.contains("measurement: 7a1e5c266c01"), "{out}");
 }
 
+/// The real Milan report with nothing but its VCEK: the bundled Milan ASK and ARK complete
+/// the chain, and the output is the same as with the full chain.
+#[test]
+fn sev_snp_report_with_only_its_vcek_verifies() {
+    let fdir = tempfile::tempdir().unwrap();
+    let fpol = fixture_policy(fdir.path());
+    let args = |extra: &[&str]| {
+        let mut v = vec![
+            "evidence".to_string(),
+            "verify".into(),
+            "--platform".into(),
+            "sev-snp".into(),
+            "--evidence".into(),
+            f("sev-snp/report_milan.hex"),
+            "--certs".into(),
+            f("sev-snp/vcek_milan.der"),
+            "--at".into(),
+            "2025-06-01T00:00:00Z".into(),
+        ];
+        // `--policy` given in `extra` replaces the fixture policy (the last one wins).
+        if !extra.contains(&"--policy") {
+            v.extend(["--policy".to_string(), fpol.clone()]);
+        }
+        v.extend(extra.iter().map(|s| s.to_string()));
+        v
+    };
+    let run = |a: Vec<String>| confide(&a.iter().map(String::as_str).collect::<Vec<_>>());
+    let o = run(args(&[]));
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = stdout(&o);
+    assert!(out.starts_with("verified: sev-snp\n"), "{out}");
+    assert!(out.contains("report version: 2\n"), "{out}");
+    assert!(out.contains("measurement: 7a1e5c266c01"), "{out}");
+    let full = run({
+        let mut a = args(&[]);
+        a.extend(["--certs".to_string(), f("sev-snp/cert_chain_milan")]);
+        a
+    });
+    assert!(full.status.success(), "{}", stderr(&full));
+    assert_eq!(stdout(&full), out);
+    let o = run(args(&["--json"]));
+    assert!(o.status.success(), "{}", stderr(&o));
+    let j: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(j["verified"], true);
+    assert_eq!(j["platform"], "sev-snp");
+    assert_eq!(j["simulated"], false);
+    assert_eq!(j["chip_id"].as_str().unwrap().len(), 128);
+
+    // A policy that pins no ASK needs the ASK in the evidence, and says so.
+    let dir = tempfile::tempdir().unwrap();
+    let pol = dir.path().join("policy.toml");
+    let o = confide(&["evidence", "policy"]);
+    assert!(o.status.success());
+    let text = String::from_utf8(o.stdout).unwrap();
+    let cut = text.find("[roots.amd_ask]").unwrap();
+    let end = text[cut..].find("\n[").map_or(text.len(), |i| cut + i);
+    std::fs::write(
+        &pol,
+        format!("{}[roots.amd_ask]\n{}", &text[..cut], &text[end..]),
+    )
+    .unwrap();
+    let o = run(args(&["--policy", pol.to_str().unwrap()]));
+    assert_rejected(&o, "no pinned ASK signs the VCEK");
+}
+
 #[test]
 fn sev_snp_wrong_nonce_and_time_rejected() {
+    let dir = tempfile::tempdir().unwrap();
+    let pol = fixture_policy(dir.path());
     let base = [
         "evidence",
         "verify",
+        "--policy",
+        &pol,
         "--platform",
         "sev-snp",
         "--evidence",
@@ -144,6 +257,70 @@ fn nvidia_fixture_verifies_with_its_nonce() {
         &"00".repeat(32),
     ]);
     assert_rejected(&o, "nonce");
+}
+
+/// The second real H100 exchange (NVIDIA's attestation SDK test data) verifies with its own
+/// nonce and states SPT; bytes after a complete signed response are accepted and reported.
+#[test]
+fn nvidia_second_exchange_and_trailing_bytes() {
+    let nonce = "5bb22e377702d4e1e8215a903ba094826b9ac7f731dee1fe8102958bf2840aca";
+    let verify = |evidence: &str, json: bool| {
+        let mut a = vec![
+            "evidence",
+            "verify",
+            "--platform",
+            "nvidia",
+            "--evidence",
+            evidence,
+            "--certs",
+        ];
+        let certs = f("nvidia/rim/hopperCertChain.txt");
+        a.push(&certs);
+        a.extend(["--nonce", nonce]);
+        if json {
+            a.push("--json");
+        }
+        confide(&a)
+    };
+    let report = f("nvidia/rim/hopperAttestationReport.txt");
+    let o = verify(&report, false);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = stdout(&o);
+    assert!(
+        out.contains("cc mode (signed feature flag): SPT\n"),
+        "{out}"
+    );
+    assert!(!out.contains("ignored:"), "{out}");
+    assert_eq!(out.matches("measurement[").count(), 64, "{out}");
+
+    // The same exchange as NVML's 8 KiB buffer would hand it over: zero padding after it.
+    let dir = tempfile::tempdir().unwrap();
+    let padded = dir.path().join("padded.hex");
+    let mut hex_text = std::fs::read_to_string(&report).unwrap().trim().to_string();
+    let pad = 0x2000 - hex_text.len() / 2;
+    hex_text.push_str(&"00".repeat(pad));
+    std::fs::write(&padded, hex_text).unwrap();
+    let o = verify(padded.to_str().unwrap(), false);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out2 = stdout(&o);
+    assert!(
+        out2.contains(&format!(
+            "ignored: {pad} bytes after the signed SPDM response (not signed, not read)\n"
+        )),
+        "{out2}"
+    );
+    let o = verify(padded.to_str().unwrap(), true);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let j: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(j["ignored_trailing_bytes"], pad);
+    assert_eq!(j["cc_mode"], "SPT");
+
+    // Cut one byte off the signature instead: refused, and the error names the signature.
+    let cut = dir.path().join("cut.hex");
+    let text = std::fs::read_to_string(&report).unwrap();
+    let text = text.trim();
+    std::fs::write(&cut, &text[..text.len() - 2]).unwrap();
+    assert_rejected(&verify(cut.to_str().unwrap(), false), "signature");
 }
 
 #[test]

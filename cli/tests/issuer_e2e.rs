@@ -226,3 +226,127 @@ async fn issue_over_http_and_redeem_at_two_replicas_sharing_redis() {
         }
     }
 }
+
+/// "token issued" lines in an issuer log so far.
+fn issued(log: &Path) -> usize {
+    std::fs::read_to_string(log)
+        .unwrap_or_default()
+        .matches("token issued")
+        .count()
+}
+
+/// Issue 13, finding 2, in the SDK against a real issuer: spending never fetches (an
+/// empty wallet is `WalletEmpty`, and the issuer saw no request), the background refiller
+/// refills a low wallet by itself, and a request allowed to wait gets its token from that
+/// background refill, not from a fetch of its own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn spending_never_issues_and_the_wallet_refills_in_the_background() {
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use confide_sdk::TokenSource as _;
+    use confide_sdk::config::WalletPolicy;
+    use confide_sdk::issuance::IssuerTokens;
+
+    let tmp = tempfile::tempdir().unwrap();
+    let idir = tmp.path().join("issuer");
+    let idir_s = idir.to_str().unwrap();
+    confide(&[
+        "issuer",
+        "init",
+        "--dir",
+        idir_s,
+        "--issuer-name",
+        ISSUER,
+        "--origin-info",
+        ORIGIN,
+    ]);
+    let credential = confide(&["issuer", "add-account", "--dir", idir_s, "--id", "bob"])
+        .trim()
+        .to_owned();
+    let log = tmp.path().join("issuer.log");
+    let (_issuer, iaddr) = start(
+        &[
+            "issuer",
+            "serve",
+            "--dir",
+            idir_s,
+            "--listen",
+            "127.0.0.1:0",
+        ],
+        &log,
+    );
+    let url = format!("http://{iaddr}");
+    let wallet_path = tmp.path().join("tokens.json");
+    let policy = WalletPolicy {
+        low_water: 2,
+        batch: 3,
+        refill_delay_min: Duration::from_millis(100),
+        refill_delay_max: Duration::from_millis(400),
+        wait_for_refill: Duration::ZERO,
+    };
+    let tokens_with = |policy: WalletPolicy| {
+        Arc::new(IssuerTokens::from_parts(
+            TokenClient::new(pin(&idir, &url, TokenType::Voprf), &credential).unwrap(),
+            TokenWallet::open(&wallet_path).unwrap(),
+            policy,
+        ))
+    };
+    let tokens = tokens_with(policy);
+
+    // Empty wallet, no refiller: the request fails at once, and the issuer saw nothing.
+    let err = tokens.authorization().await.unwrap_err();
+    assert!(
+        matches!(
+            err,
+            confide_sdk::Error::WalletEmpty {
+                refill_running: false,
+                ..
+            }
+        ),
+        "{err}"
+    );
+    assert!(
+        err.hint().contains("confide wallet refill"),
+        "{}",
+        err.hint()
+    );
+    assert_eq!(issued(&log), 0, "a request made the client fetch tokens");
+
+    // The refiller sees the empty (low) wallet and fills it by itself, after its delay.
+    let refiller = tokens.spawn_refiller();
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while tokens.available() < 3 {
+        assert!(std::time::Instant::now() < deadline, "no background refill");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(issued(&log), 3);
+    // Spending down to the low-water mark wakes it again; above it, it stays idle.
+    tokens.authorization().await.unwrap();
+    assert_eq!(tokens.available(), 2);
+    tokens.authorization().await.unwrap();
+    while tokens.available() < 4 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no second background refill"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(issued(&log), 6);
+    drop(refiller);
+
+    // A client allowed to wait (bounded) for the background refill when it finds the
+    // wallet empty: the token it spends came from that refill, not from its own fetch.
+    let waiting = tokens_with(WalletPolicy {
+        wait_for_refill: Duration::from_secs(60),
+        ..policy
+    });
+    for _ in 0..4 {
+        waiting.authorization().await.unwrap();
+    }
+    let before = issued(&log);
+    let _refiller = waiting.spawn_refiller();
+    waiting.authorization().await.unwrap();
+    assert_eq!(issued(&log), before + 3, "exactly one background batch");
+    assert_eq!(waiting.available(), 2);
+}

@@ -261,3 +261,90 @@ async fn directory_issuance_and_each_refusal() {
         );
     }
 }
+
+/// Two issuer processes serving the same accounts with `--redis`: one limit in all, not
+/// one per replica.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_issuer_replicas_sharing_redis_enforce_one_limit() {
+    let redis = confide_token_store::testing::RedisServer::start().unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("issuer");
+    let d = dir.to_str().unwrap();
+    confide(&[
+        "issuer",
+        "init",
+        "--dir",
+        d,
+        "--issuer-name",
+        "issuer.test",
+        "--origin-info",
+        "gw.test",
+    ]);
+    let cred = confide(&[
+        "issuer",
+        "add-account",
+        "--dir",
+        d,
+        "--id",
+        "dave",
+        "--limit",
+        "4",
+    ])
+    .trim()
+    .to_owned();
+    let url = redis.url();
+    let args = [
+        "issuer",
+        "serve",
+        "--dir",
+        d,
+        "--listen",
+        "127.0.0.1:0",
+        "--window-secs",
+        "3600",
+        "--redis",
+        &url,
+    ];
+    let (_a, addr_a) = start(&args, &tmp.path().join("a.log"));
+    let (_b, addr_b) = start(&args, &tmp.path().join("b.log"));
+    let resp = reqwest::get(format!(
+        "http://{addr_a}/.well-known/private-token-issuer-directory"
+    ))
+    .await
+    .unwrap();
+    let dirdoc = IssuerDirectory::from_json(&resp.bytes().await.unwrap()).unwrap();
+    let rsa = dirdoc.newest_key(TokenType::BlindRsa, now()).unwrap();
+    let challenge = ChallengeConfig {
+        issuer_name: "issuer.test".into(),
+        origin_info: "gw.test".into(),
+    };
+    let bearer = format!("Bearer {cred}");
+    let mut granted = 0;
+    let mut limited = 0;
+    // Alternate between the replicas, twice the limit in all.
+    for i in 0..8 {
+        let addr = if i % 2 == 0 { addr_a } else { addr_b };
+        let (req, _) = rsa
+            .begin(
+                challenge.digest(TokenType::BlindRsa).unwrap(),
+                &mut rand::rngs::OsRng,
+            )
+            .unwrap();
+        let (s, _, b) = post(
+            &format!("http://{addr}/token-request"),
+            Some(&bearer),
+            "application/private-token-request",
+            req.encode(),
+        )
+        .await;
+        match s {
+            200 => granted += 1,
+            429 => {
+                assert_eq!(problem_type(&b), "urn:confide:problem:issuer-rate-limited");
+                limited += 1;
+            }
+            other => panic!("unexpected status {other}"),
+        }
+    }
+    assert_eq!((granted, limited), (4, 4), "one limit across both replicas");
+}

@@ -78,6 +78,10 @@ impl Proc {
 }
 
 fn start_ledger(dir: &Path, witnesses: &[String]) -> (Proc, String, String) {
+    start_ledger_with(dir, witnesses, &[])
+}
+
+fn start_ledger_with(dir: &Path, witnesses: &[String], extra: &[&str]) -> (Proc, String, String) {
     let mut args = vec![
         "ledger",
         "serve",
@@ -88,6 +92,7 @@ fn start_ledger(dir: &Path, witnesses: &[String]) -> (Proc, String, String) {
         "--origin",
         ORIGIN,
     ];
+    args.extend_from_slice(extra);
     for w in witnesses {
         args.push("--witness");
         args.push(w);
@@ -98,10 +103,41 @@ fn start_ledger(dir: &Path, witnesses: &[String]) -> (Proc, String, String) {
     (p, vkey, url)
 }
 
+/// Start the ledger once so it creates its keys; return its verifier key and the
+/// operator's signing key.
+fn create_ledger(dir: &Path) -> (String, SignerKey) {
+    let (first, vkey, _) = start_ledger(dir, &[]);
+    drop(first);
+    let key = std::fs::read_to_string(dir.join("operator.key")).unwrap();
+    (vkey, SignerKey::parse(key.trim()).unwrap())
+}
+
+/// A witness for the log `vkey`; returns it with its `URL=VKEY` argument and its key.
+fn start_witness(dir: &Path, name: &str, vkey: &str) -> (Proc, String, String) {
+    let p = Proc::start(&[
+        "witness",
+        "serve",
+        "--dir",
+        dir.to_str().unwrap(),
+        "--listen",
+        "127.0.0.1:0",
+        "--name",
+        name,
+        "--log",
+        vkey,
+    ]);
+    let wkey = p.value("witness verifier key:");
+    let wurl = p.value("witness listening on");
+    (p, format!("{wurl}={wkey}"), wkey)
+}
+
 fn entry(writer: usize, i: usize) -> Vec<u8> {
     LedgerEntry::Release(ReleaseManifest {
         platform: Platform::Simulated,
         measurement: vec![writer as u8; 48],
+        snp_policy: Some(0x30000),
+        rtmrs: Vec::new(),
+        gpu_reference: Default::default(),
         model_digest: [i as u8; 32],
         config_digest: [3; 32],
         source_revision: format!("writer-{writer}-entry-{i}"),
@@ -126,36 +162,15 @@ async fn scenario() {
     let ldir = tmp.path().join("ledger");
 
     // First start creates the ledger's keys; witnesses need its verifier key.
-    let (first, vkey, _) = start_ledger(&ldir, &[]);
-    drop(first);
-    let operator = SignerKey::parse(
-        std::fs::read_to_string(ldir.join("operator.key"))
-            .unwrap()
-            .trim(),
-    )
-    .unwrap();
+    let (vkey, operator) = create_ledger(&ldir);
 
     let mut witnesses = Vec::new();
     let mut witness_args = Vec::new();
     let mut witness_keys = Vec::new();
     for i in 0..3 {
         let wdir = tmp.path().join(format!("w{i}"));
-        let name = format!("w{i}.e2e.test");
-        let p = Proc::start(&[
-            "witness",
-            "serve",
-            "--dir",
-            wdir.to_str().unwrap(),
-            "--listen",
-            "127.0.0.1:0",
-            "--name",
-            &name,
-            "--log",
-            &vkey,
-        ]);
-        let wkey = p.value("witness verifier key:");
-        let wurl = p.value("witness listening on");
-        witness_args.push(format!("{wurl}={wkey}"));
+        let (p, arg, wkey) = start_witness(&wdir, &format!("w{i}.e2e.test"), &vkey);
+        witness_args.push(arg);
         witness_keys.push(wkey);
         witnesses.push(p);
     }
@@ -304,13 +319,14 @@ async fn scenario() {
     std::fs::write(
         &manifest,
         format!(
-            "platform = \"tdx\"\nmeasurement = \"{}\"\nmodel_digest = \"{}\"\n\
-             config_digest = \"{}\"\nsource_revision = \"git:cli\"\nbuild_recipe_digest = \"{}\"\n\
+            "platform = \"tdx\"\nmeasurement = \"{}\"\nrtmrs = [\"{r}\", \"{r}\", \"{r}\"]\n\
+             model_digest = \"{}\"\nconfig_digest = \"{}\"\nsource_revision = \"git:cli\"\nbuild_recipe_digest = \"{}\"\n\
              not_before = \"2026-01-01T00:00:00Z\"\nnot_after = 1900000000\n",
             "ab".repeat(48),
             "cd".repeat(32),
             "12".repeat(32),
-            "ef".repeat(32)
+            "ef".repeat(32),
+            r = "0a".repeat(48)
         ),
     )
     .unwrap();
@@ -436,4 +452,54 @@ async fn run_confide(args: Vec<String>) -> std::process::Output {
     })
     .await
     .unwrap()
+}
+
+/// An idle ledger keeps its checkpoint fresh: with `--recosign-secs`, the witnesses cosign
+/// the unchanged tree again, so the newest cosignature keeps moving while the size and
+/// root stay put, and each new checkpoint still verifies and is consistent with the last.
+/// Without this, a device with `max_cosignature_age_secs` would refuse a healthy ledger
+/// that simply had nothing new to log.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_ledger_is_cosigned_again() {
+    tokio::time::timeout(Duration::from_secs(120), idle_scenario())
+        .await
+        .expect("scenario timed out");
+}
+
+async fn idle_scenario() {
+    let tmp = tempfile::tempdir().unwrap();
+    let ldir = tmp.path().join("ledger");
+    let (vkey, operator) = create_ledger(&ldir);
+    let (_witness, witness_arg, wkey) = start_witness(&tmp.path().join("w"), "w.idle.test", &vkey);
+    let trust = LedgerTrust::new(&vkey, std::slice::from_ref(&wkey), 1).unwrap();
+    let (_ledger, _, url) = start_ledger_with(&ldir, &[witness_arg], &["--recosign-secs", "1"]);
+    let client = LedgerClient::new(&url).unwrap();
+    client
+        .add_with_origin(&entry(0, 0), &operator, ORIGIN)
+        .await
+        .unwrap();
+
+    let first_note = client.checkpoint().await.unwrap();
+    let first = verify_checkpoint(&first_note, &trust, None, None).unwrap();
+    let first_at = first.newest_cosignature().expect("cosigned");
+    // Cosignature timestamps have one-second resolution: wait for one strictly newer.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let (note, later) = loop {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        let note = client.checkpoint().await.unwrap();
+        let stored = StoredCheckpoint::parse(&first.checkpoint().encode()).unwrap();
+        let v = verify_checkpoint(&note, &trust, Some(&stored), Some(&[])).unwrap();
+        if v.newest_cosignature().unwrap() > first_at {
+            break (note, v);
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no new cosignature on an idle ledger"
+        );
+    };
+    assert_ne!(note, first_note);
+    let parsed = |n: &str| LedgerClient::parse_checkpoint(n).unwrap();
+    assert_eq!(parsed(&note).size(), 1, "nothing was added");
+    assert_eq!(parsed(&note).root(), parsed(&first_note).root());
+    assert_eq!(later.cosigners().len(), 1);
 }

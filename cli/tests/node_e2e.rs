@@ -15,6 +15,8 @@
 
 #[path = "../../services/node/tests/common/mod.rs"]
 mod common;
+#[path = "common/tokens.rs"]
+mod test_tokens;
 
 use std::io::{BufRead, BufReader, Read};
 use std::net::SocketAddr;
@@ -34,8 +36,7 @@ use confide_ohttp::bhttp::Request;
 use confide_release::LedgerTrust;
 use confide_sdk::wire::{WireClient, fetch_key_configs};
 use confide_session::{ClientEngine, FrameKind, SessionLimits};
-use confide_tokens::keys::{ChallengeConfig, RotationPolicy};
-use confide_tokens::{IssuerDirectory, IssuerKeySet, Token, TokenRequest, TokenType};
+use test_tokens::tokens;
 use zeroize::Zeroizing;
 
 const CANARY: &str = "CANARY-node-e2e-4b7d19c2e8";
@@ -144,43 +145,6 @@ fn start_ledger(dir: &Path, witnesses: &[String]) -> (Proc, String, String) {
     let vkey = p.value("ledger verifier key:");
     let url = p.value("ledger listening on");
     (p, vkey, url)
-}
-
-fn tokens(n: usize) -> (IssuerKeySet, Vec<Token>) {
-    let now = now_secs();
-    let set = IssuerKeySet::generate(
-        ChallengeConfig {
-            issuer_name: "issuer.confide.test".into(),
-            origin_info: "gateway.confide.test".into(),
-        },
-        RotationPolicy {
-            issue_secs: 3600,
-            overlap_secs: 1800,
-        },
-        now,
-        &mut rand::rngs::OsRng,
-    )
-    .unwrap();
-    let dir = IssuerDirectory::from_json(
-        &serde_json::to_vec(&set.directory("https://issuer.confide.test/token", now)).unwrap(),
-    )
-    .unwrap();
-    let key = dir.newest_key(TokenType::BlindRsa, now).unwrap();
-    let digest = set.challenge().digest(TokenType::BlindRsa).unwrap();
-    let toks = (0..n)
-        .map(|_| {
-            let (req, pending) = key.begin(digest, &mut rand::rngs::OsRng).unwrap();
-            let resp = set
-                .issue(
-                    &TokenRequest::decode(&req.encode()).unwrap(),
-                    now,
-                    &mut rand::rngs::OsRng,
-                )
-                .unwrap();
-            pending.finalize(resp.encode()).unwrap()
-        })
-        .collect();
-    (set, toks)
 }
 
 fn files_containing(dir: &Path, needle: &[u8], hits: &mut Vec<String>) {
@@ -468,8 +432,9 @@ async fn attested_summary_through_relay_and_gateway_with_canary() {
         first_chunk - started,
         end_at - started
     );
-    // Streaming: the first piece arrived well before generation ended.
-    assert!(chunks >= 3, "{chunks} chunks");
+    // Streaming: the first piece arrived well before generation ended. Text leaves on
+    // the node's tick (200 ms), so two chunks are at least a tick apart.
+    assert!(chunks >= 2, "{chunks} chunks");
     assert!(
         end_at.duration_since(first_chunk) > Duration::from_millis(100),
         "first token must arrive before generation ends"

@@ -21,19 +21,18 @@ fuzz_target!(|data: &[u8]| {
     let mut rng = rand_core::OsRng;
     if let Ok((_, sealer)) =
         ClientRequest::new(key.config()).and_then(|c| c.encapsulate_chunked(&mut rng))
+        && let Ok((_, pending)) = sealer.finish(b"x")
     {
-        if let Ok((_, pending)) = sealer.finish(b"x") {
-            let mut opener = pending.decoder(1 << 16);
-            let mut ok = true;
-            for piece in data.chunks(split) {
-                if opener.push(piece).is_err() {
-                    ok = false;
-                    break;
-                }
+        let mut opener = pending.decoder(1 << 16);
+        let mut ok = true;
+        for piece in data.chunks(split) {
+            if opener.push(piece).is_err() {
+                ok = false;
+                break;
             }
-            if ok {
-                let _ = opener.finish();
-            }
+        }
+        if ok {
+            let _ = opener.finish();
         }
     }
     let _ = Response::decode(data);

@@ -1,4 +1,5 @@
-//! TDX quote parser (our header checks + dcap-qvl's decoder): never panics.
+//! TDX quote parser (our header checks + dcap-qvl's decoder), and the named registers the
+//! ledger comparison reads from a report (MRTD, RTMR0..3; MEASUREMENT, POLICY): never panic.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
@@ -12,4 +13,13 @@ fuzz_target!(|data: &[u8]| {
     q.extend_from_slice(&[0u8; 20]);
     q.extend_from_slice(data);
     let _ = confide_attest_tdx::parse_quote(&q);
+    for platform in ["tdx", "simulated-tdx", "sev-snp", "simulated", "nvidia"] {
+        if let Ok(regs) = confide_verify::registers(platform, data, None) {
+            // Every register is a 48-byte field (8 for POLICY) read from inside the report.
+            assert!(
+                regs.iter()
+                    .all(|r| r.value.len() <= 48 && r.value.len() <= data.len())
+            );
+        }
+    }
 });

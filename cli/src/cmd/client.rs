@@ -10,7 +10,7 @@
 //! | 2 | usage, configuration or input (chat file) error |
 //! | 3 | a party is unreachable or has no node |
 //! | 4 | verification failed: the node or key config is not trusted, or its receipt for the answer does not check out |
-//! | 5 | no tokens (account refused or rate-limited) |
+//! | 5 | no tokens: the wallet is empty (`confide wallet refill` fills it, as its own step), or the issuer refused or rate-limited the account |
 //! | 6 | AI features are off (`confide consent on` turns them on); nothing was sent |
 //! | 7 | the chat is protected (by you, or its Advanced Chat Privacy); nothing was sent |
 
@@ -87,7 +87,8 @@ pub fn fail(e: &Error) -> ExitCode {
             check: confide_sdk::Check::Token,
             ..
         }
-        | Error::NoTokens { .. } => 5,
+        | Error::NoTokens { .. }
+        | Error::WalletEmpty { .. } => 5,
         Error::Check { .. } | Error::Receipt(_) => 4,
         Error::ConsentRequired { .. } => 6,
         Error::ChatProtected(_) => 7,
@@ -95,11 +96,32 @@ pub fn fail(e: &Error) -> ExitCode {
     })
 }
 
-/// Load the configuration and build a client.
+/// Load the configuration and build a client. It spends from the wallet and never fetches
+/// tokens (an empty wallet is `Error::WalletEmpty`; `confide wallet refill` fills it).
 pub fn connect(config: &Path) -> Result<Client, Error> {
     let cfg = ClientConfig::load(config)?;
     let tokens = std::sync::Arc::new(confide_sdk::issuance::IssuerTokens::new(&cfg)?);
     Client::new(cfg, tokens)
+}
+
+/// After an answer: when the wallet is low, say so, so the person refills it as a step of
+/// its own. The command itself never refills: a fetch right after a request would link
+/// the two by time as surely as one right before.
+fn wallet_notice(config: &Path) {
+    let Ok(cfg) = ClientConfig::load(config) else {
+        return;
+    };
+    let Ok(tokens) = confide_sdk::issuance::IssuerTokens::new(&cfg) else {
+        return;
+    };
+    if tokens.is_low() {
+        eprintln!(
+            "note: {} tokens left in the wallet; refill it well before your next request: \
+             confide wallet refill --config {}",
+            tokens.available(),
+            config.display()
+        );
+    }
 }
 
 /// A spinner on stderr until the first token (only when stderr is a terminal).
@@ -337,6 +359,9 @@ async fn summarize_inner(a: &SummarizeArgs) -> Result<(), Error> {
     let stream = cfg_client.summarize(&parsed, &selection, None).await?;
     let res = print_stream(stream).await;
     cfg_client.close().await;
+    if res.is_ok() {
+        wallet_notice(&a.config);
+    }
     res
 }
 
@@ -347,6 +372,9 @@ pub async fn suggest(a: SuggestArgs) -> anyhow::Result<ExitCode> {
         let stream = client.suggest(&a.draft, &a.tone, None).await?;
         let res = print_stream(stream).await;
         client.close().await;
+        if res.is_ok() {
+            wallet_notice(&a.config);
+        }
         res
     };
     Ok(match run.await {

@@ -96,6 +96,10 @@ pub async fn run(a: DemoArgs) -> anyhow::Result<ExitCode> {
         dir.display()
     );
     let up = UpArgs {
+        platform: super::up::SimPlatform::SimSnp,
+        gpu: false,
+        sim_fault: Vec::new(),
+        model_node: None,
         dir: dir.clone(),
         nodes: 1,
         model: a.model.clone(),

@@ -33,7 +33,8 @@ pub struct VerifyArgs {
     /// Report, quote, SPDM exchange (binary or hex) or a Confide evidence container.
     #[arg(long)]
     evidence: PathBuf,
-    /// Certificates (DER, PEM or PEM bundle), leaf first; repeat for several files.
+    /// Certificates (DER, PEM or PEM bundle), leaf first; repeat for several files. For
+    /// sev-snp the VCEK alone is enough: the policy's pinned ASKs and ARKs complete the chain.
     #[arg(long)]
     certs: Vec<PathBuf>,
     /// TDX collateral (JSON).
@@ -122,14 +123,30 @@ fn load_policy(path: Option<&Path>, sim: Option<&Path>) -> anyhow::Result<TrustP
         None => TrustPolicy::production(),
     };
     if let Some(dir) = sim {
-        let v = SimulatedVendor::load(dir)?;
-        p = p.with_simulated_root(v.root_der().to_vec());
+        // The SEV-SNP twin's files sit in DIR, the TDX twin's in DIR/tdx (each written by
+        // a node on that twin); pin the root of every twin present, and fail on none.
+        let tdx = dir.join("tdx");
+        let has_tdx = tdx.join("root.der").exists();
+        if !has_tdx || dir.join("ark.der").exists() {
+            let v = SimulatedVendor::load(dir)?;
+            p = p.with_simulated_root(v.root_der().to_vec());
+        }
+        if has_tdx {
+            let v = confide_attest_sim::SimulatedTdxVendor::load(&tdx)?;
+            p = p.with_simulated_tdx_root(v.root_der().to_vec());
+        }
+        // The simulated H100 (DIR/gpu, written by a node started with `--gpu simulated`).
+        let gpu = dir.join("gpu");
+        if gpu.join("device.der").exists() {
+            let v = confide_attest_sim::SimulatedGpuVendor::load(&gpu)?;
+            p = p.with_simulated_gpu_root(v.root_der().to_vec());
+        }
     }
     Ok(p)
 }
 
 /// Write to stdout without panicking when the reader went away (e.g. `| head`).
-fn emit(s: &str) -> anyhow::Result<()> {
+pub(crate) fn emit(s: &str) -> anyhow::Result<()> {
     use std::io::Write as _;
     let mut out = std::io::stdout().lock();
     match out.write_all(s.as_bytes()).and_then(|()| out.flush()) {
@@ -147,7 +164,7 @@ fn verify(a: VerifyArgs) -> anyhow::Result<ExitCode> {
     let platform: Platform = a.platform.parse()?;
     let now = parse_time(a.at.as_deref())?;
     let policy = load_policy(a.policy.as_deref(), a.simulated_vendor.as_deref())?;
-    if platform == Platform::Simulated || a.simulated_vendor.is_some() {
+    if platform.is_simulated() || a.simulated_vendor.is_some() {
         warn_simulated();
     }
     let nonce = a
@@ -177,6 +194,13 @@ fn verify(a: VerifyArgs) -> anyhow::Result<ExitCode> {
             .verify_gpu_only(&spdm, &certs, n.as_ref(), now, &policy)
             .context("evidence rejected")?;
         let m = &v.measurements;
+        // Details only: verification does not depend on them (the verifier judges CC mode
+        // when a caller asks for it).
+        let cc_mode = match v.cc_mode() {
+            Ok(mode) => mode.to_string(),
+            Err(e) => format!("unreadable ({e})"),
+        };
+        let trailing = v.ignored_trailing_bytes();
         if a.json {
             let blocks: Vec<_> = m
                 .blocks
@@ -189,6 +213,8 @@ fn verify(a: VerifyArgs) -> anyhow::Result<ExitCode> {
                 "spdm_version": format!("{}.{}", m.version >> 4, m.version & 0xF),
                 "nonce": hex::encode(m.request_nonce),
                 "nonce_checked": n.is_some(),
+                "cc_mode": cc_mode,
+                "ignored_trailing_bytes": trailing,
                 "measurements": blocks,
             });
             emit(&format!("{}\n", serde_json::to_string_pretty(&out)?))?;
@@ -207,6 +233,12 @@ fn verify(a: VerifyArgs) -> anyhow::Result<ExitCode> {
                     " (not checked: no --nonce)"
                 }
             );
+            o += &format!("cc mode (signed feature flag): {cc_mode}\n");
+            if trailing > 0 {
+                o += &format!(
+                    "ignored: {trailing} bytes after the signed SPDM response (not signed, not read)\n"
+                );
+            }
             for b in &m.blocks {
                 o += &format!("measurement[{}]: {}\n", b.index, hex::encode(&b.value));
             }
@@ -272,6 +304,8 @@ fn verify(a: VerifyArgs) -> anyhow::Result<ExitCode> {
             "model_digest": v.model_digest().map(hex::encode),
             "config_digest": v.config_digest().map(hex::encode),
             "gpu_evidence_digest": v.gpu_evidence_digest().map(hex::encode),
+            "gpu_cc_mode": v.gpu_cc_mode().map(|m| m.name()),
+            "gpu_ignored_trailing_bytes": v.gpu_ignored_trailing_bytes(),
             "signed_time": v.signed_time(),
         });
         emit(&format!("{}\n", serde_json::to_string_pretty(&out)?))?;
@@ -300,6 +334,14 @@ fn verify(a: VerifyArgs) -> anyhow::Result<ExitCode> {
         }
         if let Some(g) = v.gpu_evidence_digest() {
             o += &format!("gpu evidence digest: {}\n", hex::encode(g));
+        }
+        if let Some(m) = v.gpu_cc_mode() {
+            o += &format!("gpu cc mode: {m}\n");
+        }
+        if let Some(n) = v.gpu_ignored_trailing_bytes().filter(|n| *n > 0) {
+            o += &format!(
+                "gpu: ignored {n} bytes after the signed SPDM response (not signed, not read)\n"
+            );
         }
         emit(&o)?;
     }

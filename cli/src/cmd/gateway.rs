@@ -62,9 +62,12 @@ pub struct ServeArgs {
     /// The issuer's `redemption-keys.json`; enables token-protected inner resources.
     #[arg(long)]
     pub token_keys: Option<PathBuf>,
-    /// Shared double-spend store (`redis://host:port/`); required when several gateway
-    /// replicas redeem the same keys. Default: an embedded store, `DIR/spent-tokens.redb`.
-    #[arg(long, requires = "token_keys")]
+    /// Redis shared by gateway replicas (`redis://host:port/`): holds the double-spend
+    /// records and the OHTTP replay cache, so that a token or an encapsulated request
+    /// used at one replica is refused at every other. Required when several replicas
+    /// serve the same keys. Default: an embedded double-spend store,
+    /// `DIR/spent-tokens.redb`, and a replay cache in memory.
+    #[arg(long)]
     pub redis: Option<String>,
     /// Largest encapsulated request accepted, in bytes.
     #[arg(long, default_value_t = 1 << 20)]
@@ -78,6 +81,13 @@ pub struct ServeArgs {
     /// Seconds after which an idle session is forgotten.
     #[arg(long, default_value_t = 120)]
     pub session_idle_secs: u64,
+    /// Seconds to wait for a node to start answering (and the longest silence within
+    /// a streamed answer); a node that misses it gets `node-timeout` and is marked down.
+    #[arg(long, default_value_t = 60)]
+    pub node_timeout_secs: u64,
+    /// Seconds one streamed answer from a node may last in all.
+    #[arg(long, default_value_t = 600)]
+    pub node_stream_timeout_secs: u64,
     /// Serve `GET /metrics` (OpenMetrics) on this separate address, never on the
     /// public one (ADR 0900). Off when not given.
     #[arg(long)]
@@ -165,7 +175,16 @@ async fn serve(a: ServeArgs) -> anyhow::Result<ExitCode> {
     let mut reg = MetricsRegistry::new();
     let http = HttpMetrics::new(&mut reg, confide_gateway::metrics::ROUTES);
     let metrics = GatewayMetrics::new(&mut reg);
+    let shared_replay = match &a.redis {
+        Some(url) => Some(
+            confide_token_store::RedisShared::connect(url, "confide:ohttp-enc:")
+                .await
+                .context("connecting to the Redis replay cache")?,
+        ),
+        None => None,
+    };
     let config = GatewayConfig {
+        shared_replay,
         max_request_body: a.max_body,
         allowed_relays: (!a.relays.is_empty()).then(|| a.relays.clone()),
         replay_window: a.replay_window,
@@ -175,9 +194,13 @@ async fn serve(a: ServeArgs) -> anyhow::Result<ExitCode> {
     let mut gateway = Gateway::new(Arc::clone(&ring), config, tokens.clone());
     if !a.nodes.is_empty() {
         // Session routing (docs/sessions.md): replaces the built-in 503 answer.
-        let sessions = confide_gateway::sessions::SessionRouter::new(
+        let sessions = confide_gateway::sessions::SessionRouter::with_timeouts(
             &a.nodes,
             std::time::Duration::from_secs(a.session_idle_secs.max(1)),
+            confide_gateway::sessions::NodeTimeouts {
+                response: std::time::Duration::from_secs(a.node_timeout_secs),
+                stream: std::time::Duration::from_secs(a.node_stream_timeout_secs),
+            },
         )?;
         sessions.spawn_maintenance(std::time::Duration::from_secs(2));
         // Read from the session table at each scrape: node health as the gateway's

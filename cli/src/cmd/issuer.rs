@@ -83,6 +83,10 @@ pub struct ServeArgs {
     /// Rate-limit window, seconds.
     #[arg(long, default_value_t = 86_400)]
     pub window_secs: u64,
+    /// Shared rate-limit counts (`redis://host:port/`); required when several issuer
+    /// replicas serve the same accounts. Default: an embedded store, `DIR/ratelimit.redb`.
+    #[arg(long)]
+    pub redis: Option<String>,
     /// `issuer-request-uri` published in the directory (absolute or relative).
     #[arg(long, default_value = REQUEST_PATH)]
     pub request_uri: String,
@@ -147,7 +151,12 @@ async fn serve(a: ServeArgs) -> anyhow::Result<ExitCode> {
     let (dir, keys) =
         IssuerDir::open(&a.dir).context("not an issuer directory (run `confide issuer init`)")?;
     let accounts = Arc::new(FileAccountStore::load(&a.dir)?);
-    let limiter = RateLimiter::open(&dir.ratelimit_path(), a.window_secs)?;
+    let limiter = match &a.redis {
+        Some(url) => RateLimiter::connect_redis(url, a.window_secs)
+            .await
+            .context("connecting to the Redis rate-limit store")?,
+        None => RateLimiter::open(&dir.ratelimit_path(), a.window_secs)?,
+    };
     let mut reg = MetricsRegistry::new();
     let http = HttpMetrics::new(&mut reg, ROUTES);
     let config = IssuerConfig {

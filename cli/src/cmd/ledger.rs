@@ -49,6 +49,9 @@ pub struct ExportArgs {
     /// Witness cosignatures required, with --ledger-key (default: every --witness-key).
     #[arg(long, requires = "ledger_key")]
     pub quorum: Option<usize>,
+    /// Development only: accept a quorum of 0 (the ledger's own word, no split-view check).
+    #[arg(long)]
+    pub allow_no_witness_quorum: bool,
 }
 
 /// Arguments of `confide ledger verify`.
@@ -63,9 +66,12 @@ pub struct VerifyArgs {
     /// Witness key (repeatable).
     #[arg(long = "witness-key")]
     pub witness_keys: Vec<String>,
-    /// Witness cosignatures required.
-    #[arg(long, default_value_t = 0)]
-    pub quorum: usize,
+    /// Witness cosignatures required (default: every --witness-key).
+    #[arg(long)]
+    pub quorum: Option<usize>,
+    /// Development only: accept a quorum of 0 (the ledger's own word, no split-view check).
+    #[arg(long)]
+    pub allow_no_witness_quorum: bool,
 }
 
 /// Arguments of `confide ledger serve`.
@@ -87,6 +93,11 @@ pub struct ServeArgs {
     /// always allowed.
     #[arg(long = "operator")]
     pub operators: Vec<String>,
+    /// With witnesses: have them cosign the unchanged checkpoint again after this many
+    /// seconds without a new one, so devices that bound the age of the newest
+    /// cosignature (`max_cosignature_age_secs`) keep accepting an idle ledger. 0: never.
+    #[arg(long, default_value_t = 3600)]
+    pub recosign_secs: u64,
     /// Serve `GET /metrics` (OpenMetrics) on this separate address, never on the
     /// public one (ADR 0900). Off when not given.
     #[arg(long)]
@@ -128,9 +139,30 @@ pub struct ProofArgs {
     /// Witness key for verification (repeatable).
     #[arg(long = "witness-key")]
     pub witness_keys: Vec<String>,
-    /// Witness cosignatures required for verification.
-    #[arg(long, default_value_t = 0)]
-    pub quorum: usize,
+    /// Witness cosignatures required (default: every --witness-key).
+    #[arg(long)]
+    pub quorum: Option<usize>,
+    /// Development only: accept a quorum of 0 (the ledger's own word, no split-view check).
+    #[arg(long)]
+    pub allow_no_witness_quorum: bool,
+}
+
+/// The witness quorum of a command's `--quorum`: every listed `--witness-key` by default
+/// (issue 13, finding 5: never a quiet 0), and 0 — trusting the ledger alone not to show
+/// different devices different logs — only with `--allow-no-witness-quorum`.
+pub fn witness_quorum(
+    quorum: Option<usize>,
+    listed: usize,
+    allow_zero: bool,
+) -> anyhow::Result<usize> {
+    let q = quorum.unwrap_or(listed);
+    if q == 0 && !allow_zero {
+        anyhow::bail!(
+            "a witness quorum of 0 trusts the ledger alone: give --witness-key (the quorum \
+             defaults to every one listed), or pass --allow-no-witness-quorum (development only)"
+        );
+    }
+    Ok(q)
 }
 
 /// Read an operator key file.
@@ -181,6 +213,8 @@ pub async fn run(cmd: LedgerCmd) -> anyhow::Result<ExitCode> {
                     origin: a.origin,
                     witnesses,
                     operators,
+                    recosign_every: (a.recosign_secs > 0)
+                        .then(|| std::time::Duration::from_secs(a.recosign_secs)),
                 },
                 LedgerMetrics::new(&mut reg),
             )
@@ -224,7 +258,7 @@ pub async fn run(cmd: LedgerCmd) -> anyhow::Result<ExitCode> {
                 Some(lk) => Some(LedgerTrust::new(
                     lk,
                     &a.witness_keys,
-                    a.quorum.unwrap_or(a.witness_keys.len()),
+                    witness_quorum(a.quorum, a.witness_keys.len(), a.allow_no_witness_quorum)?,
                 )?),
                 None => {
                     // Devices verify everything a mirror serves anyway; the mirror
@@ -252,13 +286,14 @@ pub async fn run(cmd: LedgerCmd) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         LedgerCmd::Proof(a) => {
+            let quorum = witness_quorum(a.quorum, a.witness_keys.len(), a.allow_no_witness_quorum);
             let client = LedgerClient::new(&a.ledger)?;
             let bundle = client
                 .bundle(a.index)
                 .await
                 .context("cannot build the bundle")?;
             if let Some(lk) = &a.ledger_key {
-                let trust = LedgerTrust::new(lk, &a.witness_keys, a.quorum)?;
+                let trust = LedgerTrust::new(lk, &a.witness_keys, quorum?)?;
                 let v =
                     verify_bundle(&bundle, &trust, None, None).context("bundle does not verify")?;
                 eprintln!(
@@ -280,10 +315,13 @@ pub async fn run(cmd: LedgerCmd) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         LedgerCmd::Verify(a) => {
+            // The trust comes first: a missing quorum is a mistake in the command, whatever
+            // the bundle holds.
+            let quorum = witness_quorum(a.quorum, a.witness_keys.len(), a.allow_no_witness_quorum)?;
+            let trust = LedgerTrust::new(&a.ledger_key, &a.witness_keys, quorum)?;
             let bytes = std::fs::read(&a.bundle)
                 .with_context(|| format!("cannot read {}", a.bundle.display()))?;
             let bundle = read_bundle(&bytes)?;
-            let trust = LedgerTrust::new(&a.ledger_key, &a.witness_keys, a.quorum)?;
             let v = verify_bundle(&bundle, &trust, None, None).context("bundle rejected")?;
             println!(
                 "ok: index {} leaf_hash {:?} checkpoint size {} cosigned by {:?}",

@@ -31,14 +31,22 @@ pub struct MonitorArgs {
     /// A witness's verifier key (repeatable).
     #[arg(long = "witness-key")]
     pub witness_keys: Vec<String>,
-    /// Witness cosignatures required.
-    #[arg(long, default_value_t = 0)]
-    pub quorum: usize,
+    /// Witness cosignatures required (default: every --witness-key).
+    #[arg(long)]
+    pub quorum: Option<usize>,
+    /// Development only: accept a quorum of 0 (the ledger's own word, no split-view check).
+    #[arg(long)]
+    pub allow_no_witness_quorum: bool,
 }
 
 /// Run `confide monitor`.
 pub async fn run(args: MonitorArgs) -> anyhow::Result<ExitCode> {
-    let trust = LedgerTrust::new(&args.ledger_key, &args.witness_keys, args.quorum)?;
+    let quorum = super::ledger::witness_quorum(
+        args.quorum,
+        args.witness_keys.len(),
+        args.allow_no_witness_quorum,
+    )?;
+    let trust = LedgerTrust::new(&args.ledger_key, &args.witness_keys, quorum)?;
     let client = LedgerClient::new(&args.ledger)?;
     let last = match std::fs::read_to_string(&args.state) {
         Ok(t) => Some(StoredCheckpoint::parse(&t).context("state file is not a checkpoint")?),
@@ -61,6 +69,7 @@ pub async fn run(args: MonitorArgs) -> anyhow::Result<ExitCode> {
     let mut problems = 0usize;
     let mut releases = 0usize;
     let mut key_configs = 0usize;
+    let mut revocations = 0usize;
     for n in 0..size.div_ceil(confide_tiles::TILE_WIDTH) {
         let id = TileId::for_entry(n * confide_tiles::TILE_WIDTH, size)?;
         for entry in client.entry_bundle(&id).await? {
@@ -85,6 +94,19 @@ pub async fn run(args: MonitorArgs) -> anyhow::Result<ExitCode> {
                         k.key_config.len(),
                         k.not_before,
                         k.not_after
+                    );
+                }
+                Ok(LedgerEntry::Revocation(r)) => {
+                    revocations += 1;
+                    // Devices honour only revocations of an earlier entry.
+                    let note = if r.index < index {
+                        ""
+                    } else {
+                        "\t(ignored: not an earlier entry)"
+                    };
+                    println!(
+                        "{index}\trevocation\tof {}\treason {:?}{note}",
+                        r.index, r.reason
                     );
                 }
                 Ok(_) => println!("{index}\tother"),
@@ -121,7 +143,7 @@ pub async fn run(args: MonitorArgs) -> anyhow::Result<ExitCode> {
     confide_svc::durable::write_atomic(&args.state, verified.checkpoint().encode().as_bytes())
         .context("cannot write the state file")?;
     println!(
-        "ok: size {size}, {releases} releases, {key_configs} key configs, cosigned by {:?}",
+        "ok: size {size}, {releases} releases, {key_configs} key configs, {revocations} revocations, cosigned by {:?}",
         verified.cosigners()
     );
     Ok(ExitCode::SUCCESS)

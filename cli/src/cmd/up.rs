@@ -6,9 +6,18 @@
 //! nodes' release manifests and the gateway's OHTTP key configuration to the ledger,
 //! creates an issuer account, and writes `DIR/client.toml` with the endpoints, the
 //! account credential file and a trust policy that names the simulated vendor root
-//! explicitly (and the ledger and witness keys). Then it waits for Ctrl-C / SIGTERM and
+//! explicitly (and the ledger and witness keys), and fills the device's token wallet as a
+//! step of its own (device commands never fetch tokens; `up` refills the wallet in the
+//! background while it runs). Then it waits for Ctrl-C / SIGTERM and
 //! stops every child (SIGTERM, then SIGKILL after a grace period). Children also get
 //! SIGTERM if this process dies ([`exit_with_parent`], `PR_SET_PDEATHSIG`).
+//!
+//! With `--model-node sim-tdx` (or `sim-snp`) the model runs on one more node, on that
+//! simulated platform, which serves only node-to-node sessions to attested callers
+//! (`--peer-listen`); the N nodes the gateway routes to become front nodes whose engine is
+//! that model node, reached over mutual RA-TLS (`--upstream-node`). Both sides verify each
+//! other under `DIR/peer-policy.toml` (the device policy format: both simulated roots and
+//! the ledger's keys), and each front node attests the model digest the model node does.
 //!
 //! Logs of every party are in `DIR/logs/<party>.log`; `DIR/up.json` lists each party's
 //! URL and process id (tests use it to stop a node on purpose).
@@ -31,6 +40,9 @@ const PARENT_ENV: &str = "CONFIDE_UP_PARENT";
 /// Witnesses started; the policy requires two of their cosignatures.
 const WITNESSES: usize = 3;
 const WITNESS_QUORUM: u32 = 2;
+/// Tokens the device's wallet gets when `up` starts: enough for a day of trying things out
+/// (each summary costs two) within the issuer's default limit of 100 a day.
+const UP_PREFILL: usize = 40;
 /// Ledger origin (the checkpoint origin line and the ledger key name).
 const ORIGIN: &str = "confide.local/ledger";
 /// The token challenge: issuer name and the gateway's name as `origin_info`.
@@ -55,6 +67,43 @@ pub struct UpArgs {
     pub max_tokens: u32,
     #[command(flatten)]
     pub tuning: super::engine::TuningArgs,
+    /// Which simulated platform the nodes run on: the SEV-SNP twin or the TDX twin. Both
+    /// are verified by the real platform verifier under a locally generated root.
+    #[arg(long, value_enum, default_value_t = SimPlatform::SimSnp)]
+    pub platform: SimPlatform,
+    /// Give every node a simulated confidential GPU (an H100 twin under a simulated NVIDIA
+    /// root): its evidence is bound into each certificate, the releases pin its
+    /// measurements, and the device's policy requires GPU evidence.
+    #[arg(long, conflicts_with = "model_node")]
+    pub gpu: bool,
+    /// Tests only: serve the nodes as a hostile host would (see `confide node serve
+    /// --sim-fault`); releases are measured honestly first, so clients must catch it.
+    #[arg(long, hide = true, value_name = "FAULT")]
+    pub sim_fault: Vec<String>,
+    /// Run the model on a separate attested node on this simulated platform: the nodes
+    /// above become front nodes that reach it over mutual RA-TLS (node to node), each
+    /// side verifying the other's evidence and ledger release.
+    #[arg(long, value_enum, value_name = "PLATFORM")]
+    pub model_node: Option<SimPlatform>,
+}
+
+/// The simulated platforms `confide up` can run nodes on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum SimPlatform {
+    /// SEV-SNP-format reports under a simulated AMD root.
+    SimSnp,
+    /// TDX DCAP quotes (with collateral) under a simulated Intel root.
+    SimTdx,
+}
+
+impl SimPlatform {
+    /// The node's `--platform` value.
+    fn node_arg(self) -> &'static str {
+        match self {
+            SimPlatform::SimSnp => "simulated",
+            SimPlatform::SimTdx => "simulated-tdx",
+        }
+    }
 }
 
 /// Called first thing in `main`: a process started by `confide up` asks the kernel for
@@ -518,12 +567,14 @@ impl Stack {
         let sim_vendor = p("sim-vendor");
         let model_s = model.to_string_lossy().into_owned();
         let max_tokens = a.max_tokens.to_string();
-        let node_config = |ndir: &str| -> Vec<String> {
+        let revision = option_env!("CONFIDE_SOURCE_REVISION").unwrap_or("local-build");
+        let recipe = sha256_file(&exe()?)?;
+        let embedded = |ndir: &str, platform: SimPlatform| -> Vec<String> {
             [
                 "--dir",
                 ndir,
                 "--platform",
-                "simulated",
+                platform.node_arg(),
                 "--model",
                 &model_s,
                 "--sim-vendor",
@@ -531,14 +582,89 @@ impl Stack {
                 "--dev-allow-writable-cwd",
                 "--max-tokens",
                 &max_tokens,
+                "--gpu",
+                if a.gpu { "simulated" } else { "none" },
             ]
             .iter()
             .map(|s| (*s).to_owned())
             .chain(a.tuning.to_args())
             .collect()
         };
-        let revision = option_env!("CONFIDE_SOURCE_REVISION").unwrap_or("local-build");
-        let recipe = sha256_file(&exe()?)?;
+        // 6a. The model node, when asked for: measured, published and started first, since
+        //     the front nodes learn their model digest by verifying it.
+        let mut upstream_node: Option<(String, String)> = None;
+        if let Some(platform) = a.model_node {
+            // Both simulated vendors exist before anything is measured: the peer policy
+            // names their roots, and its digest is part of every node's configuration.
+            confide_attest_sim::SimulatedVendor::load_or_create(Path::new(&sim_vendor))?;
+            confide_attest_sim::SimulatedTdxVendor::load_or_create(
+                &Path::new(&sim_vendor).join("tdx"),
+            )?;
+            let policy = self
+                .policy_text(&logs, &sim_vendor, &ledger_vkey, &witness_vkeys, false)
+                .await?;
+            let peer_policy = p("peer-policy.toml");
+            confide_svc::durable::write_atomic(Path::new(&peer_policy), policy.as_bytes())?;
+            let ndir = p("model-node");
+            std::fs::create_dir_all(&ndir)?;
+            let mut config = embedded(&ndir, platform);
+            config.extend(["--peer-policy".to_owned(), peer_policy.clone()]);
+            self.publish_release(
+                &logs,
+                "model-node",
+                &config,
+                &ledger_url,
+                &operator_key,
+                revision,
+                &recipe,
+                now,
+            )
+            .await?;
+            let mut args = vec!["node".to_owned(), "serve".to_owned()];
+            args.extend(config);
+            args.extend(
+                [
+                    "--listen",
+                    any,
+                    "--peer-listen",
+                    any,
+                    "--ledger",
+                    &ledger_url,
+                    "--allow-swap",
+                ]
+                .map(str::to_owned),
+            );
+            let argv: Vec<&str> = args.iter().map(String::as_str).collect();
+            let seen = self
+                .spawn("model-node", &argv, Duration::from_secs(300))
+                .await?;
+            let peer = find_value(&seen, "peer endpoint:")
+                .context("the model node printed no peer endpoint")?;
+            upstream_node = Some((peer, peer_policy));
+        }
+        let node_config = |ndir: &str| -> Vec<String> {
+            match &upstream_node {
+                None => embedded(ndir, a.platform),
+                Some((peer, policy)) => [
+                    "--dir",
+                    ndir,
+                    "--platform",
+                    a.platform.node_arg(),
+                    "--upstream-node",
+                    peer,
+                    "--peer-policy",
+                    policy,
+                    "--sim-vendor",
+                    &sim_vendor,
+                    "--dev-allow-writable-cwd",
+                    "--max-tokens",
+                    &max_tokens,
+                ]
+                .iter()
+                .map(|s| (*s).to_owned())
+                .collect(),
+            }
+        };
         let mut published = Vec::new();
         for i in 1..=a.nodes {
             let ndir = p(&format!("node-{i}"));
@@ -549,28 +675,15 @@ impl Stack {
             let out = tool(&logs, &format!("node-{i}-measure"), &argv).await?;
             let m: serde_json::Value =
                 serde_json::from_str(&out).context("node measure printed no JSON")?;
-            let field = |k: &str| {
-                m.get(k)
-                    .and_then(|v| v.as_str())
-                    .map(str::to_owned)
-                    .with_context(|| format!("node measure: no {k}"))
-            };
-            let (measurement, model_digest) = (field("measurement")?, field("model_digest")?);
-            // The release approves this configuration too (clients compare HOST_DATA's
-            // config digest with it); every node here runs the same one.
-            let config_digest = field("config_digest")?;
+            let measurement = m
+                .get("measurement")
+                .and_then(|v| v.as_str())
+                .context("node measure: no measurement")?
+                .to_owned();
             if published.contains(&measurement) {
                 continue;
             }
-            let manifest = format!(
-                "kind = \"release\"\nplatform = \"{}\"\nmeasurement = \"{measurement}\"\nmodel_digest = \"{model_digest}\"\n\
-                 config_digest = \"{config_digest}\"\n\
-                 source_revision = \"{revision}\"\nbuild_recipe_digest = \"{recipe}\"\nnot_before = {}\nnot_after = {}\n\
-                 notes = \"confide up: SIMULATED node (no hardware protection), development only\"\n",
-                field("platform")?,
-                now.saturating_sub(300),
-                now + 30 * 86_400
-            );
+            let manifest = release_manifest(&m, revision, &recipe, now)?;
             let mfile = p(&format!("node-{i}/release.toml"));
             std::fs::write(&mfile, manifest)?;
             tool(
@@ -598,6 +711,12 @@ impl Stack {
             let mut args = vec!["node".to_owned(), "serve".to_owned()];
             args.extend(node_config(&ndir));
             args.extend(["--listen", any, "--ledger", &ledger_url].map(str::to_owned));
+            // A local development stack: a laptop with swap and no CAP_IPC_LOCK still runs
+            // it. A production node refuses that (`confide node serve` without the flag).
+            args.push("--allow-swap".to_owned());
+            for f in &a.sim_fault {
+                args.extend(["--sim-fault".to_owned(), f.clone()]);
+            }
             let argv: Vec<&str> = args.iter().map(String::as_str).collect();
             self.spawn(&name, &argv, Duration::from_secs(300)).await?;
             node_urls.push(self.url(&name).unwrap_or_default().to_owned());
@@ -615,6 +734,10 @@ impl Stack {
             &redemption_keys,
             "--relay",
             "127.0.0.1",
+            // As the relay below: a CPU model on a small machine may be silent for a
+            // long prefill before its first token; the local gateway waits for it.
+            "--node-timeout-secs",
+            "600",
         ];
         for u in &node_urls {
             args.push("--node");
@@ -648,23 +771,9 @@ impl Stack {
 
         // 9. The device's files: trust policy (simulated root named explicitly), account
         //    credential, client.toml.
-        let policy_toml = tool(
-            &logs,
-            "policy",
-            &["evidence", "policy", "--simulated-vendor", &sim_vendor],
-        )
-        .await?;
-        let mut policy = TrustPolicy::from_toml(&policy_toml)
-            .context("evidence policy printed an invalid policy")?;
-        policy.ledger.log_vkey = ledger_vkey;
-        policy.ledger.witness_vkeys = witness_vkeys;
-        policy.ledger.witness_quorum = WITNESS_QUORUM;
-        policy.freshness_secs = policy.freshness_secs.max(3600);
-        let policy_text = format!(
-            "# Written by `confide up`. It trusts a SIMULATED vendor root: evidence from it has no\n\
-             # hardware protection. Never use this policy for real data.\n{}",
-            policy.to_toml()
-        );
+        let policy_text = self
+            .policy_text(&logs, &sim_vendor, &ledger_vkey, &witness_vkeys, a.gpu)
+            .await?;
         confide_svc::durable::write_atomic(&dir.join("trust-policy.toml"), policy_text.as_bytes())?;
         write_secret(&dir.join("account.secret"), &credential)?;
         let endpoints = confide_sdk::config::Endpoints {
@@ -692,9 +801,92 @@ impl Stack {
             Path::new("checkpoint.txt"),
         );
         confide_svc::durable::write_atomic(&self.client_config, text.as_bytes())?;
-        confide_sdk::config::ClientConfig::load(&self.client_config)
+        let cfg = confide_sdk::config::ClientConfig::load(&self.client_config)
             .context("the client.toml just written does not load")?;
+
+        // 10. The device's first tokens, fetched now, as a step of its own: device commands
+        //     never fetch while a request waits (that would link the request to the account
+        //     by time, docs/tokens.md), so a fresh device starts with a full wallet, and
+        //     `run` keeps it topped up in the background.
+        let tokens = confide_sdk::issuance::IssuerTokens::new(&cfg)?;
+        tokens
+            .refill(UP_PREFILL)
+            .await
+            .context("cannot fill the device's token wallet")?;
         self.write_state()?;
+        Ok(())
+    }
+
+    /// The trust policy `up` writes: every simulated root under `sim_vendor` named
+    /// explicitly, the ledger's and witnesses' keys, a freshness window covering the
+    /// nodes' certificate lifetime. Devices use it, and so do nodes for each other.
+    async fn policy_text(
+        &self,
+        logs: &Path,
+        sim_vendor: &str,
+        ledger_vkey: &str,
+        witness_vkeys: &[String],
+        require_gpu: bool,
+    ) -> anyhow::Result<String> {
+        let policy_toml = tool(
+            logs,
+            "policy",
+            &["evidence", "policy", "--simulated-vendor", sim_vendor],
+        )
+        .await?;
+        let mut policy = TrustPolicy::from_toml(&policy_toml)
+            .context("evidence policy printed an invalid policy")?;
+        policy.ledger.log_vkey = ledger_vkey.to_owned();
+        policy.ledger.witness_vkeys = witness_vkeys.to_vec();
+        policy.ledger.witness_quorum = WITNESS_QUORUM;
+        policy.freshness_secs = policy.freshness_secs.max(3600);
+        // Nodes with a GPU: a node that stops presenting GPU evidence is refused.
+        policy.require_gpu = require_gpu;
+        Ok(format!(
+            "# Written by `confide up`. It trusts a SIMULATED vendor root: evidence from it has no\n\
+             # hardware protection. Never use this policy for real data.\n{}",
+            policy.to_toml()
+        ))
+    }
+
+    /// Measures a node configured by `config` (`confide node measure`) and publishes the
+    /// release manifest for it, which `up` writes to `DIR/<name>/release.toml`.
+    #[allow(clippy::too_many_arguments)]
+    async fn publish_release(
+        &self,
+        logs: &Path,
+        name: &str,
+        config: &[String],
+        ledger_url: &str,
+        operator_key: &str,
+        revision: &str,
+        recipe: &str,
+        now: u64,
+    ) -> anyhow::Result<()> {
+        let mut args = vec!["node".to_owned(), "measure".to_owned()];
+        args.extend(config.iter().cloned());
+        let argv: Vec<&str> = args.iter().map(String::as_str).collect();
+        let out = tool(logs, &format!("{name}-measure"), &argv).await?;
+        let m: serde_json::Value =
+            serde_json::from_str(&out).context("node measure printed no JSON")?;
+        let manifest = release_manifest(&m, revision, recipe, now)?;
+        let mfile = self.dir.join(name).join("release.toml");
+        std::fs::write(&mfile, manifest)?;
+        let mfile = mfile.to_string_lossy().into_owned();
+        tool(
+            logs,
+            "release-publish",
+            &[
+                "release",
+                "publish",
+                &mfile,
+                "--ledger",
+                ledger_url,
+                "--key",
+                operator_key,
+            ],
+        )
+        .await?;
         Ok(())
     }
 
@@ -763,6 +955,52 @@ fn issuer_key_ids(init_output: &str) -> anyhow::Result<Vec<[u8; 32]>> {
     Ok(ids)
 }
 
+/// The release manifest (TOML, as `confide release publish` takes it) approving the node
+/// `confide node measure` described in `m`: its platform, every register a release pins
+/// (the SEV-SNP guest policy, TDX RTMRs), model and configuration digests.
+fn release_manifest(
+    m: &serde_json::Value,
+    revision: &str,
+    recipe: &str,
+    now: u64,
+) -> anyhow::Result<String> {
+    let field = |k: &str| {
+        m.get(k)
+            .and_then(|v| v.as_str())
+            .map(str::to_owned)
+            .with_context(|| format!("node measure: no {k}"))
+    };
+    let (measurement, model_digest) = (field("measurement")?, field("model_digest")?);
+    // The release approves this configuration too (clients compare HOST_DATA's config
+    // digest with it); every node of one kind here runs the same one.
+    let config_digest = field("config_digest")?;
+    let mut pins = String::new();
+    if let Some(p) = m.get("snp_policy").and_then(|v| v.as_u64()) {
+        pins.push_str(&format!("snp_policy = {p:#x}\n"));
+    }
+    if let Some(r) = m.get("rtmrs").and_then(|v| v.as_array()) {
+        let list: Vec<String> = r.iter().map(|v| v.to_string()).collect();
+        pins.push_str(&format!("rtmrs = [{}]\n", list.join(", ")));
+    }
+    // The simulated GPU's measurements, as its reference values (a table, so last).
+    let mut gpu_table = String::new();
+    if let Some(g) = m.get("gpu_reference").and_then(|v| v.as_object()) {
+        gpu_table.push_str("\n[gpu_reference]\n");
+        for (index, values) in g {
+            gpu_table.push_str(&format!("{index} = {values}\n"));
+        }
+    }
+    Ok(format!(
+        "kind = \"release\"\nplatform = \"{}\"\nmeasurement = \"{measurement}\"\n{pins}model_digest = \"{model_digest}\"\n\
+         config_digest = \"{config_digest}\"\n\
+         source_revision = \"{revision}\"\nbuild_recipe_digest = \"{recipe}\"\nnot_before = {}\nnot_after = {}\n\
+         notes = \"confide up: SIMULATED node (no hardware protection), development only\"\n{gpu_table}",
+        field("platform")?,
+        now.saturating_sub(300),
+        now + 30 * 86_400
+    ))
+}
+
 fn find_value(lines: &[String], prefix: &str) -> Option<String> {
     lines
         .iter()
@@ -808,6 +1046,18 @@ pub async fn run(a: UpArgs) -> anyhow::Result<ExitCode> {
          confide summarize --config {c} --chat examples/chat-whatsapp.txt",
         c = stack.client_config.display()
     );
+    // The device's wallet is refilled in the background while `up` runs, after a random
+    // delay once it runs low (client.toml's [wallet]); device commands never fetch.
+    let _refiller = match confide_sdk::config::ClientConfig::load(&stack.client_config)
+        .map_err(confide_sdk::Error::from)
+        .and_then(|cfg| confide_sdk::issuance::IssuerTokens::new(&cfg))
+    {
+        Ok(tokens) => Some(Arc::new(tokens).spawn_refiller()),
+        Err(e) => {
+            eprintln!("warning: no background wallet refills: {e}");
+            None
+        }
+    };
     println!("stop with Ctrl-C");
     std::io::Write::flush(&mut std::io::stdout()).ok();
     confide_svc::shutdown_signal().await;

@@ -57,6 +57,16 @@ impl Drop for Up {
 
 impl Up {
     pub fn start(dir: &Path, nodes: u8) -> Up {
+        Up::start_on(dir, nodes, "sim-snp")
+    }
+
+    /// As [`Up::start`], with the nodes on `platform` (`sim-snp` or `sim-tdx`).
+    pub fn start_on(dir: &Path, nodes: u8, platform: &str) -> Up {
+        Up::start_with(dir, nodes, platform, &[])
+    }
+
+    /// As [`Up::start_on`], with more `confide up` arguments (`--gpu`, `--model-node sim-tdx`).
+    pub fn start_with(dir: &Path, nodes: u8, platform: &str, extra: &[&str]) -> Up {
         let mut child = Command::new(BIN)
             .args([
                 "up",
@@ -64,8 +74,11 @@ impl Up {
                 dir.to_str().unwrap(),
                 "--nodes",
                 &nodes.to_string(),
+                "--platform",
+                platform,
             ])
             .args(["--max-tokens", "12", "--model", model().to_str().unwrap()])
+            .args(extra)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -124,6 +137,14 @@ impl Up {
         let doc: serde_json::Value =
             serde_json::from_slice(&std::fs::read(self.dir.join("up.json")).unwrap()).unwrap();
         doc["parties"].as_array().unwrap().clone()
+    }
+
+    /// How often `event` appears in a party's (allow-listed) log.
+    pub fn events(&self, party: &str, event: &str) -> usize {
+        std::fs::read_to_string(self.dir.join(format!("logs/{party}.err.log")))
+            .unwrap_or_default()
+            .matches(&format!("\"{event}\""))
+            .count()
     }
 
     /// `session_opened` events in a node's (allow-listed) log.

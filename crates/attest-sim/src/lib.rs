@@ -16,6 +16,12 @@
 //!
 //! Clients accept it only if their policy pins this vendor's root (`roots.simulated`) and sets
 //! `allow_simulated = true`. Every tool that uses it prints [`SIMULATED_WARNING`].
+//!
+//! The [`tdx`] module is the Intel TDX twin (`simulated-tdx`): DCAP quote v4 and collateral
+//! under a simulated Intel root, verified by `confide-attest-tdx` under `roots.simulated_tdx`.
+//! The [`gpu`] module is the NVIDIA Hopper twin: an SPDM 1.1 GET_MEASUREMENTS exchange under a
+//! simulated NVIDIA device root, verified by `confide-attest-nvidia` under
+//! `roots.simulated_gpu`, accepted only inside simulated CPU evidence.
 
 use std::path::Path;
 
@@ -36,10 +42,19 @@ use x509_cert::spki::{AlgorithmIdentifierOwned, SubjectPublicKeyInfoOwned};
 use x509_cert::time::{Time, Validity};
 use x509_cert::{Certificate, TbsCertificate};
 
+pub mod gpu;
+pub mod tdx;
+pub use gpu::{SimulatedGpu, SimulatedGpuVendor};
+pub use tdx::{SimulatedTdxAttester, SimulatedTdxVendor, TdMeasurements};
+
 /// Printed by every tool that produces or accepts simulated evidence.
 pub const SIMULATED_WARNING: &str = "WARNING: SIMULATED ATTESTATION. This evidence comes from a locally generated \
 'simulated vendor', not from TEE hardware: it proves nothing about confidentiality. \
 Use only for development and tests.";
+
+/// The guest POLICY of a simulated launch without debug (ABI spec 56860 §4.3: bit 16 SMT
+/// allowed, bit 17 reserved, must be one): what a release for the simulated platform pins.
+pub const GUEST_POLICY: u64 = (1 << 16) | (1 << 17);
 
 /// TCB the simulated firmware reports (and its VCEK certifies).
 pub const SIM_TCB: SimTcb = SimTcb {
@@ -103,6 +118,13 @@ pub enum SimError {
     /// A report buffer is not 1184 bytes.
     #[error("report buffer must be 1184 bytes")]
     ReportLength,
+    /// A TD quote buffer is too short to hold its signature.
+    #[error("quote buffer is too short for a TD quote v4")]
+    QuoteLength,
+    /// A simulated GPU measurement uses index 0 or 0xFF (SPDM request operations, not block
+    /// indices), or there are more than 254 blocks.
+    #[error("simulated GPU measurement block index {0} is not a valid SPDM block index")]
+    GpuMeasurementIndex(u8),
 }
 
 /// Measurement convention for simulated nodes: SHA-384 of the node executable's bytes.
@@ -286,51 +308,26 @@ impl SimulatedVendor {
         }
         let now = UnixTime::from_system_time(std::time::SystemTime::now());
         let v = Self::generate(&mut rand::rngs::OsRng, now)?;
-        let io = |path: &Path, source| SimError::Io {
-            path: path.display().to_string(),
-            source,
-        };
-        let parent = dir.parent().unwrap_or(Path::new("."));
-        std::fs::create_dir_all(parent).map_err(|e| io(parent, e))?;
-        let tmp = parent.join(format!(
-            ".{}.tmp-{}",
-            dir.file_name()
-                .and_then(|n| n.to_str())
-                .unwrap_or("simvendor"),
-            hex::encode(rand::random::<[u8; 8]>())
-        ));
-        std::fs::create_dir(&tmp).map_err(|e| io(&tmp, e))?;
         let key_der = v.vcek_key.to_pkcs8_der().map_err(|_| SimError::Encoding)?;
-        for (name, bytes) in [
-            ("ark.der", v.ark_der.as_slice()),
-            ("ask.der", v.ask_der.as_slice()),
-            ("vcek.der", v.vcek_der.as_slice()),
+        let chip_id = hex::encode(v.chip_id);
+        let files: [(&str, &[u8]); 5] = [
+            ("ark.der", &v.ark_der),
+            ("ask.der", &v.ask_der),
+            ("vcek.der", &v.vcek_der),
             ("vcek.key", key_der.as_bytes()),
-            ("chip_id.hex", hex::encode(v.chip_id).as_bytes()),
-        ] {
-            let p = tmp.join(name);
-            write_private(&p, bytes).map_err(|e| io(&p, e))?;
-        }
-        match std::fs::rename(&tmp, dir) {
-            Ok(()) => Ok(v),
-            Err(_) if dir.join("vcek.der").exists() => {
-                // Another process won the race; use its vendor.
-                let _ = std::fs::remove_dir_all(&tmp);
-                Self::load(dir)
-            }
-            Err(e) => Err(io(dir, e)),
+            ("chip_id.hex", chip_id.as_bytes()),
+        ];
+        if install_vendor_dir(dir, "vcek.der", &files)? {
+            Ok(v)
+        } else {
+            // Another process won the race; use its vendor.
+            Self::load(dir)
         }
     }
 
     /// Load a vendor from `dir` (see [`SimulatedVendor::load_or_create`]).
     pub fn load(dir: &Path) -> Result<Self, SimError> {
-        let read = |name: &str| {
-            let p = dir.join(name);
-            std::fs::read(&p).map_err(|source| SimError::Io {
-                path: p.display().to_string(),
-                source,
-            })
-        };
+        let read = |name: &str| read_vendor_file(dir, name);
         let ark_der = read("ark.der")?;
         let ask_der = read("ask.der")?;
         let vcek_der = read("vcek.der")?;
@@ -368,17 +365,7 @@ impl SimulatedVendor {
 
     /// The simulated root as PEM.
     pub fn root_pem(&self) -> String {
-        use std::fmt::Write as _;
-        let b64 = {
-            use base64_lite::encode;
-            encode(&self.ark_der)
-        };
-        let mut s = String::from("-----BEGIN CERTIFICATE-----\n");
-        for line in b64.as_bytes().chunks(64) {
-            let _ = writeln!(s, "{}", String::from_utf8_lossy(line));
-        }
-        s.push_str("-----END CERTIFICATE-----\n");
-        s
+        pem_certificate(&self.ark_der)
     }
 
     /// Chain as carried in evidence: VCEK, ASK, ARK (DER).
@@ -400,7 +387,7 @@ impl SimulatedVendor {
         let mut r = vec![0u8; confide_attest_snp::REPORT_LEN];
         let tcb = SIM_TCB.to_bytes();
         // Guest POLICY: bit 16 SMT allowed, bit 17 reserved-must-be-one, bit 19 DEBUG.
-        let policy: u64 = (1 << 16) | (1 << 17) | if f.debug { 1 << 19 } else { 0 };
+        let policy: u64 = GUEST_POLICY | if f.debug { 1 << 19 } else { 0 };
         r[0x00..0x04].copy_from_slice(&3u32.to_le_bytes());
         r[0x08..0x10].copy_from_slice(&policy.to_le_bytes());
         r[0x10..0x20].copy_from_slice(&SIMULATED_FAMILY_ID);
@@ -463,7 +450,63 @@ pub struct ReportFields {
     pub now: UnixTime,
 }
 
-fn write_private(p: &Path, bytes: &[u8]) -> std::io::Result<()> {
+/// One DER certificate as PEM (RFC 7468), 64-character lines.
+pub(crate) fn pem_certificate(der: &[u8]) -> String {
+    use std::fmt::Write as _;
+    let b64 = base64_lite::encode(der);
+    let mut s = String::from("-----BEGIN CERTIFICATE-----\n");
+    for line in b64.as_bytes().chunks(64) {
+        let _ = writeln!(s, "{}", String::from_utf8_lossy(line));
+    }
+    s.push_str("-----END CERTIFICATE-----\n");
+    s
+}
+
+/// Install a simulated vendor's `files` as `dir`, atomically: they are written into a
+/// fresh sibling directory that is then renamed into place, so a crash never leaves a
+/// half-written vendor and two racing creators agree on one. Returns `false` when another
+/// process installed `dir` first (its `marker` file exists): the caller loads that one.
+pub(crate) fn install_vendor_dir(
+    dir: &Path,
+    marker: &str,
+    files: &[(&str, &[u8])],
+) -> Result<bool, SimError> {
+    let parent = dir.parent().unwrap_or(Path::new("."));
+    std::fs::create_dir_all(parent).map_err(|e| io_error(parent, e))?;
+    let tmp = parent.join(format!(
+        ".{}.tmp-{}",
+        dir.file_name().and_then(|n| n.to_str()).unwrap_or("vendor"),
+        hex::encode(rand::random::<[u8; 8]>())
+    ));
+    std::fs::create_dir(&tmp).map_err(|e| io_error(&tmp, e))?;
+    for (name, bytes) in files {
+        let p = tmp.join(name);
+        write_private(&p, bytes).map_err(|e| io_error(&p, e))?;
+    }
+    match std::fs::rename(&tmp, dir) {
+        Ok(()) => Ok(true),
+        Err(_) if dir.join(marker).exists() => {
+            let _ = std::fs::remove_dir_all(&tmp);
+            Ok(false)
+        }
+        Err(e) => Err(io_error(dir, e)),
+    }
+}
+
+/// Read one file of a persisted vendor.
+pub(crate) fn read_vendor_file(dir: &Path, name: &str) -> Result<Vec<u8>, SimError> {
+    let p = dir.join(name);
+    std::fs::read(&p).map_err(|e| io_error(&p, e))
+}
+
+fn io_error(path: &Path, source: std::io::Error) -> SimError {
+    SimError::Io {
+        path: path.display().to_string(),
+        source,
+    }
+}
+
+pub(crate) fn write_private(p: &Path, bytes: &[u8]) -> std::io::Result<()> {
     use std::io::Write as _;
     let mut o = std::fs::OpenOptions::new();
     o.write(true).create_new(true);

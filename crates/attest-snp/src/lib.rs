@@ -8,12 +8,25 @@
 //!    (ECDSA P-384 with SHA-384), and it re-encodes byte for byte (reserved fields are zero);
 //! 2. the ARK is one pinned in the [`TrustPolicy`] (per product, byte for byte), it signs
 //!    itself, it signs the ASK (or ASVK), which signs the VCEK (or VLEK) — RSA-PSS/SHA-384,
-//!    checked by the `sev` crate because strict generic X.509 validators reject AMD's encodings;
+//!    checked by the `sev` crate because strict generic X.509 validators reject AMD's encodings.
+//!    The chain may be presented as `[VEK, ASK, ARK]`, `[VEK, ASK]` (pinned ARK) or `[VCEK]`
+//!    alone: then the policy's pinned ASKs (`TrustPolicy::amd_asks`, AMD's Milan/Genoa/Turin
+//!    ASKs by default) complete it, those whose subject is the VCEK's issuer tried first, and a
+//!    pinned ASK counts only if a pinned ARK signs it. ASVKs are not bundled: a VLEK must come
+//!    with its ASVK ([`SnpError::AsvkRequired`]);
 //! 3. every certificate's validity period contains `now`;
 //! 4. the VEK's ECDSA P-384 signature covers report bytes 0x000..0x2A0;
 //! 5. the VCEK's TCB extensions (blSPL, teeSPL, snpSPL, ucodeSPL, fmcSPL on Turin) equal the
 //!    report's REPORTED_TCB and its hwID equals CHIP_ID (a VCEK is per chip *and* per TCB);
-//! 6. REPORTED_TCB is at least the policy minimum.
+//! 6. REPORTED_TCB is at least the policy minimum (`sev_snp.min_tcb`) and, for hardware, at least
+//!    the floor of the chip's product generation (`sev_snp.tcb_floor`, AMD bulletin values by
+//!    default; FMC SPL too on Turin). The generation is the one named by the pinned ARK that
+//!    signed the chain; a version 3+ report's CPUID_FAM_ID/MOD_ID must agree with it;
+//! 7. VMPL is 0: only a report requested from the guest's most privileged level speaks for the
+//!    whole guest (a lower level, e.g. under an SVSM/paravisor, could ask for one about itself);
+//! 8. the guest POLICY forbids a migration agent (MIGRATE_MA = 0: a migration agent can read
+//!    and move the guest's memory), asks for at least `sev_snp.min_guest_abi`, and forbids host
+//!    SMT when `sev_snp.require_smt_disabled` says so.
 //!
 //! Debug (GUEST_POLICY bit 19), REPORT_DATA and HOST_DATA binding are judged by
 //! `confide_attest::verify_with`, which consumes the [`PlatformClaims`] returned here.
@@ -26,7 +39,8 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 
 use confide_attest::{
-    Evidence, Platform, PlatformClaims, PlatformError, PlatformVerifier, Tcb, TrustPolicy, UnixTime,
+    Evidence, Platform, PlatformClaims, PlatformError, PlatformVerifier, SnpGeneration, Tcb,
+    TrustPolicy, UnixTime,
 };
 use der::{Decode, Encode};
 use sev::certs::snp::{Certificate, Verifiable};
@@ -91,9 +105,15 @@ pub enum SnpError {
     /// Reserved bytes are not zero (the report does not re-encode to itself).
     #[error("report has non-zero reserved bytes")]
     NonCanonical,
-    /// Fewer than two certificates (VEK and ASK) supplied.
-    #[error("certificate chain needs at least the VCEK/VLEK and the ASK")]
+    /// No certificate, or more than three (VEK, ASK, ARK), supplied.
+    #[error("certificate chain must be the VCEK/VLEK, optionally followed by the ASK and ARK")]
     MissingCertificates,
+    /// Only a VCEK was supplied and no pinned ASK (signed by a pinned ARK) signs it.
+    #[error("no pinned ASK signs the VCEK; supply the ASK")]
+    NoPinnedAskSignsVek,
+    /// Only the VLEK was supplied: VLEKs are signed by the ASVK, which is not pinned.
+    #[error("a VLEK-signed report needs its ASVK in the chain (ASVKs are not pinned)")]
+    AsvkRequired,
     /// A certificate is not DER X.509.
     #[error("{0} certificate does not parse")]
     BadCertificate(CertRole),
@@ -133,6 +153,55 @@ pub enum SnpError {
     /// Chain ends at the simulated root but the report lacks the simulated FAMILY_ID.
     #[error("simulated report lacks the simulated FAMILY_ID marker")]
     SimulatedMarkerMissing,
+    /// REPORTED_TCB component below the policy floor of the chip's generation.
+    #[error("REPORTED_TCB {component} is {have}, below the {generation} floor {floor}")]
+    TcbBelowFloor {
+        /// Product generation (from the signing ARK).
+        generation: SnpGeneration,
+        /// Which TCB component.
+        component: &'static str,
+        /// The report's value.
+        have: u8,
+        /// The policy floor.
+        floor: u8,
+    },
+    /// The policy has no TCB floor for this generation (Turin has no bulletin default).
+    #[error("the trust policy has no sev_snp.tcb_floor.{0}; {0} evidence is refused")]
+    NoTcbFloor(SnpGeneration),
+    /// The pinned ARK that signed the chain is not one of AMD's Milan/Genoa/Turin roots.
+    #[error("the signing ARK names no known product generation; no TCB floor applies")]
+    UnknownGeneration,
+    /// A version 3+ report's CPUID family/model belongs to another generation than its chain.
+    #[error("report CPUID family {family:#04x} model {model:#04x} is not a {chain} part")]
+    GenerationMismatch {
+        /// Generation named by the chain.
+        chain: SnpGeneration,
+        /// CPUID_FAM_ID of the report.
+        family: u8,
+        /// CPUID_MOD_ID of the report.
+        model: u8,
+    },
+    /// The report was requested from VMPL 1..=3, not from the guest's most privileged level.
+    #[error("report requested at VMPL {0}; VMPL 0 is required")]
+    VmplNotZero(u32),
+    /// Guest POLICY MIGRATE_MA is set: a migration agent may be associated with the guest.
+    #[error("guest policy allows a migration agent (MIGRATE_MA)")]
+    MigrationAgentAllowed,
+    /// Guest POLICY allows host SMT and the trust policy requires it disabled.
+    #[error("guest policy allows host SMT and the trust policy requires it disabled")]
+    SmtAllowed,
+    /// Guest POLICY ABI_MAJOR.ABI_MINOR is below the trust policy's minimum.
+    #[error("guest policy ABI {major}.{minor} is below the minimum {min_major}.{min_minor}")]
+    GuestAbiBelowMinimum {
+        /// ABI_MAJOR of the guest policy.
+        major: u8,
+        /// ABI_MINOR of the guest policy.
+        minor: u8,
+        /// Policy minimum major.
+        min_major: u8,
+        /// Policy minimum minor.
+        min_minor: u8,
+    },
 }
 
 const OID_BL: &str = "1.3.6.1.4.1.3704.1.3.1";
@@ -146,6 +215,8 @@ const OID_HWID: &str = "1.3.6.1.4.1.3704.1.4";
 #[derive(Clone)]
 struct CheckedChain {
     simulated: bool,
+    /// The generation named by the signing ARK's subject (`None`: not an AMD product root).
+    generation: Option<SnpGeneration>,
     vek: Certificate,
     validity: [(CertRole, u64, u64); 3],
     ext: VekExtensions,
@@ -192,13 +263,15 @@ impl SnpVerifier {
         now: UnixTime,
     ) -> Result<PlatformClaims, SnpError> {
         let report = parse_report(report_bytes)?;
-        let (vek_der, ask_der) = match certs {
-            [v, a, ..] => (v, a),
+        let (vek_der, ask_der, ark_der) = match certs {
+            [v] => (v.as_slice(), None, None),
+            [v, a] => (v.as_slice(), Some(a.as_slice()), None),
+            [v, a, r] => (v.as_slice(), Some(a.as_slice()), Some(r.as_slice())),
             _ => return Err(SnpError::MissingCertificates),
         };
-        let ark_der = certs.get(2);
-        if certs.len() > 3 {
-            return Err(SnpError::MissingCertificates);
+        // SIGNING_KEY 1 = VLEK, signed by the ASVK; only ASKs are pinned.
+        if ask_der.is_none() && report.key_info.signing_key() == 1 {
+            return Err(SnpError::AsvkRequired);
         }
 
         let key = chain_key(vek_der, ask_der, ark_der, policy);
@@ -244,6 +317,14 @@ impl SnpVerifier {
                 return Err(SnpError::TcbBelowMinimum(name));
             }
         }
+        // The simulated firmware's TCB is a constant of the simulator: only hardware has a
+        // product generation and a bulletin floor.
+        if !chain.simulated {
+            let generation = chain.generation.ok_or(SnpError::UnknownGeneration)?;
+            check_cpuid(generation, &report)?;
+            check_tcb_floor(generation, &t, policy)?;
+        }
+        check_guest(&report, policy)?;
 
         let (platform, signed_time) = if chain.simulated {
             if report.family_id != SIMULATED_FAMILY_ID {
@@ -291,6 +372,104 @@ impl PlatformVerifier for SnpVerifier {
     }
 }
 
+/// The generation named by an AMD ARK's subject common name (`ARK-Milan`, `ARK-Genoa`,
+/// `ARK-Turin`). AMD's roots are pinned byte for byte, so the name is AMD's, not the host's.
+fn ark_generation(ark: &x509_cert::Certificate) -> Option<SnpGeneration> {
+    let subject = ark.tbs_certificate.subject.to_string();
+    let cn = subject
+        .split(',')
+        .find_map(|part| part.trim().strip_prefix("CN="))?;
+    match cn {
+        "ARK-Milan" => Some(SnpGeneration::Milan),
+        "ARK-Genoa" => Some(SnpGeneration::Genoa),
+        "ARK-Turin" => Some(SnpGeneration::Turin),
+        _ => None,
+    }
+}
+
+/// The generation of a CPUID family/model (AMD revision guides 56683, 57095, 58251).
+fn cpuid_generation(family: u8, model: u8) -> Option<SnpGeneration> {
+    match (family, model) {
+        (0x19, 0x00..=0x0F) => Some(SnpGeneration::Milan),
+        (0x19, 0x10..=0x1F | 0xA0..=0xAF) => Some(SnpGeneration::Genoa),
+        (0x1A, 0x00..=0x1F) => Some(SnpGeneration::Turin),
+        _ => None,
+    }
+}
+
+/// Version 3+ reports name the CPU; it must be a part of the generation whose ARK signed the
+/// chain (version 2 reports carry no CPUID, and the chain alone decides).
+fn check_cpuid(generation: SnpGeneration, report: &AttestationReport) -> Result<(), SnpError> {
+    if let (Some(family), Some(model)) = (report.cpuid_fam_id, report.cpuid_mod_id)
+        && cpuid_generation(family, model) != Some(generation)
+    {
+        return Err(SnpError::GenerationMismatch {
+            chain: generation,
+            family,
+            model,
+        });
+    }
+    Ok(())
+}
+
+/// REPORTED_TCB against the floor of its generation, component by component (SPLs are not
+/// ordered as a whole: each component is a separate security version).
+pub fn check_tcb_floor(
+    generation: SnpGeneration,
+    tcb: &sev::firmware::host::TcbVersion,
+    policy: &TrustPolicy,
+) -> Result<(), SnpError> {
+    let floor = policy
+        .sev_snp
+        .tcb_floor(generation)
+        .ok_or(SnpError::NoTcbFloor(generation))?;
+    let mut components = vec![
+        ("bootloader", tcb.bootloader, floor.bootloader),
+        ("tee", tcb.tee, floor.tee),
+        ("snp", tcb.snp, floor.snp),
+        ("microcode", tcb.microcode, floor.microcode),
+    ];
+    if let Some(fmc) = floor.fmc {
+        components.push(("fmc", tcb.fmc.unwrap_or(0), fmc));
+    }
+    for (component, have, floor) in components {
+        if have < floor {
+            return Err(SnpError::TcbBelowFloor {
+                generation,
+                component,
+                have,
+                floor,
+            });
+        }
+    }
+    Ok(())
+}
+
+/// VMPL and the guest POLICY bits the trust policy judges whatever a release pins.
+fn check_guest(report: &AttestationReport, policy: &TrustPolicy) -> Result<(), SnpError> {
+    if report.vmpl != 0 {
+        return Err(SnpError::VmplNotZero(report.vmpl));
+    }
+    let gp = report.policy;
+    if gp.migrate_ma_allowed() {
+        return Err(SnpError::MigrationAgentAllowed);
+    }
+    if policy.sev_snp.require_smt_disabled && gp.smt_allowed() {
+        return Err(SnpError::SmtAllowed);
+    }
+    let (major, minor) = (gp.abi_major() as u8, gp.abi_minor() as u8);
+    let (min_major, min_minor) = policy.sev_snp.min_guest_abi;
+    if (major, minor) < (min_major, min_minor) {
+        return Err(SnpError::GuestAbiBelowMinimum {
+            major,
+            minor,
+            min_major,
+            min_minor,
+        });
+    }
+    Ok(())
+}
+
 /// REPORT_DATA of a report, *unverified* (for tools that display it before verifying).
 pub fn unverified_report_data(report_bytes: &[u8]) -> Option<[u8; 64]> {
     let s = report_bytes.get(REPORT_DATA_OFFSET..REPORT_DATA_OFFSET + 64)?;
@@ -336,14 +515,24 @@ pub fn parse_report(bytes: &[u8]) -> Result<AttestationReport, SnpError> {
     Ok(report)
 }
 
-fn chain_key(vek: &[u8], ask: &[u8], ark: Option<&Vec<u8>>, policy: &TrustPolicy) -> [u8; 32] {
+fn chain_key(vek: &[u8], ask: Option<&[u8]>, ark: Option<&[u8]>, policy: &TrustPolicy) -> [u8; 32] {
     let mut h = Sha256::new();
-    for part in [vek, ask, ark.map(Vec::as_slice).unwrap_or(&[])] {
+    // A presence byte per slot, so "no ASK" and "an empty ASK" cannot collide.
+    for part in [Some(vek), ask, ark] {
+        h.update([u8::from(part.is_some())]);
+        let part = part.unwrap_or(&[]);
         h.update((part.len() as u64).to_be_bytes());
         h.update(part);
     }
-    // The outcome depends on which roots are pinned, so the policy's roots are in the key.
-    for root in policy.amd_arks.values().chain(policy.simulated_root.iter()) {
+    // The outcome depends on which roots and ASKs are pinned, so they are in the key.
+    for (tag, root) in policy
+        .amd_arks
+        .values()
+        .map(|r| (0u8, r))
+        .chain(policy.simulated_root.iter().map(|r| (1u8, r)))
+        .chain(policy.amd_asks.values().map(|r| (2u8, r)))
+    {
+        h.update([tag]);
         h.update((root.len() as u64).to_be_bytes());
         h.update(root);
     }
@@ -371,13 +560,12 @@ fn validity(role: CertRole, c: &x509_cert::Certificate) -> (CertRole, u64, u64) 
 
 fn check_chain(
     vek_der: &[u8],
-    ask_der: &[u8],
-    ark_der: Option<&Vec<u8>>,
+    ask_der: Option<&[u8]>,
+    ark_der: Option<&[u8]>,
     policy: &TrustPolicy,
 ) -> Result<CheckedChain, SnpError> {
     let vek_x = parse_cert(CertRole::Vek, vek_der)?;
-    let ask_x = parse_cert(CertRole::Ask, ask_der)?;
-    let ask = Certificate::from(ask_x.clone());
+    let vek = Certificate::from(vek_x.clone());
 
     let mut roots: Vec<(&[u8], bool)> = policy
         .amd_arks
@@ -388,30 +576,27 @@ fn check_chain(
         roots.push((sim.as_slice(), true));
     }
     if let Some(given) = ark_der {
-        roots.retain(|(r, _)| *r == given.as_slice());
+        roots.retain(|(r, _)| *r == given);
         if roots.is_empty() {
             return Err(SnpError::UntrustedArk);
         }
     }
-    let mut chosen = None;
-    for (root_der, simulated) in roots {
-        let ark_x = parse_cert(CertRole::Ark, root_der)?;
-        let ark = Certificate::from(ark_x.clone());
-        if (&ark, &ask).verify().is_ok() {
-            if (&ark, &ark).verify().is_err() {
-                return Err(SnpError::ArkSelfSignature);
-            }
-            chosen = Some((ark_x, simulated));
-            break;
+
+    let (ask_x, ark_x, simulated) = match ask_der {
+        Some(ask_der) => {
+            let ask_x = parse_cert(CertRole::Ask, ask_der)?;
+            let (ark_x, simulated) =
+                signing_root(&ask_x, &roots)?.ok_or(SnpError::AskNotSignedByPinnedArk)?;
+            (&Certificate::from(ask_x.clone()), &vek)
+                .verify()
+                .map_err(|_| SnpError::VekNotSignedByAsk)?;
+            (ask_x, ark_x, simulated)
         }
-    }
-    let (ark_x, simulated) = chosen.ok_or(SnpError::AskNotSignedByPinnedArk)?;
-    let vek = Certificate::from(vek_x.clone());
-    (&ask, &vek)
-        .verify()
-        .map_err(|_| SnpError::VekNotSignedByAsk)?;
+        None => pinned_ask_for(&vek_x, &vek, &roots, policy)?,
+    };
     Ok(CheckedChain {
         simulated,
+        generation: ark_generation(&ark_x),
         validity: [
             validity(CertRole::Vek, &vek_x),
             validity(CertRole::Ask, &ask_x),
@@ -420,6 +605,52 @@ fn check_chain(
         ext: vek_extensions(&vek_x),
         vek,
     })
+}
+
+/// The pinned root that signs `ask_x` (and signs itself), if any.
+fn signing_root(
+    ask_x: &x509_cert::Certificate,
+    roots: &[(&[u8], bool)],
+) -> Result<Option<(x509_cert::Certificate, bool)>, SnpError> {
+    let ask = Certificate::from(ask_x.clone());
+    for &(root_der, simulated) in roots {
+        let ark_x = parse_cert(CertRole::Ark, root_der)?;
+        let ark = Certificate::from(ark_x.clone());
+        if (&ark, &ask).verify().is_ok() {
+            if (&ark, &ark).verify().is_err() {
+                return Err(SnpError::ArkSelfSignature);
+            }
+            return Ok(Some((ark_x, simulated)));
+        }
+    }
+    Ok(None)
+}
+
+/// Complete a chain presented as the VCEK alone with a pinned ASK that signs the VCEK and
+/// is itself signed by a pinned root. AMD names each VCEK's issuer after its ASK's subject
+/// ("SEV-Milan", "SEV-Genoa", "SEV-Turin"), so those ASKs are tried first; the others
+/// follow in case a product renames its certificates, at the cost of one failed RSA check each.
+fn pinned_ask_for(
+    vek_x: &x509_cert::Certificate,
+    vek: &Certificate,
+    roots: &[(&[u8], bool)],
+    policy: &TrustPolicy,
+) -> Result<(x509_cert::Certificate, x509_cert::Certificate, bool), SnpError> {
+    let mut asks = Vec::with_capacity(policy.amd_asks.len());
+    for der in policy.amd_asks.values() {
+        asks.push(parse_cert(CertRole::Ask, der)?);
+    }
+    let issuer = &vek_x.tbs_certificate.issuer;
+    asks.sort_by_key(|a| a.tbs_certificate.subject != *issuer);
+    for ask_x in asks {
+        if (&Certificate::from(ask_x.clone()), vek).verify().is_err() {
+            continue;
+        }
+        if let Some((ark_x, simulated)) = signing_root(&ask_x, roots)? {
+            return Ok((ask_x, ark_x, simulated));
+        }
+    }
+    Err(SnpError::NoPinnedAskSignsVek)
 }
 
 fn vek_extensions(c: &x509_cert::Certificate) -> VekExtensions {
@@ -484,6 +715,7 @@ fn check_extensions(ext: &VekExtensions, report: &AttestationReport) -> Result<(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use confide_attest::SnpTcbFloor;
 
     fn fixture(name: &str) -> Vec<u8> {
         std::fs::read(format!(
@@ -503,13 +735,41 @@ mod tests {
         (report, certs)
     }
 
+    fn pem_one(name: &str) -> Vec<u8> {
+        let mut v = confide_attest::input::decode_certificates(&fixture(name)).unwrap();
+        assert_eq!(v.len(), 1);
+        v.remove(0)
+    }
+
     // 2025-06-01, inside the VCEK's validity.
     const NOW: UnixTime = UnixTime(1_748_736_000);
+
+    /// REPORTED_TCB of the real Milan fixture (virtee/sev, signed 2023): boot loader 3, TEE 0,
+    /// SNP 8, microcode 115.
+    const FIXTURE_TCB: SnpTcbFloor = SnpTcbFloor {
+        bootloader: 3,
+        tee: 0,
+        snp: 8,
+        microcode: 115,
+        fmc: None,
+    };
+
+    /// The production policy with the Milan floor lowered to the fixture's TCB. The fixture
+    /// predates AMD-SB-3019 and is *below* the production floor (see
+    /// `production_floor_refuses_the_pre_bulletin_milan_fixture`); tests of everything else
+    /// that the verifier checks need it accepted, and say so by using this policy.
+    fn fixture_policy() -> TrustPolicy {
+        let mut p = TrustPolicy::production();
+        p.sev_snp
+            .tcb_floors
+            .insert(SnpGeneration::Milan, FIXTURE_TCB);
+        p
+    }
 
     #[test]
     fn milan_fixture_verifies() {
         let (report, certs) = milan();
-        let policy = TrustPolicy::production();
+        let policy = fixture_policy();
         for v in [SnpVerifier::new(), SnpVerifier::with_cache()] {
             let c = v.verify_report(&report, &certs, &policy, NOW).unwrap();
             assert_eq!(c.platform, Platform::SevSnp);
@@ -525,7 +785,7 @@ mod tests {
     fn milan_without_ark_uses_pinned_root() {
         let (report, certs) = milan();
         let c = SnpVerifier::new()
-            .verify_report(&report, &certs[..2], &TrustPolicy::production(), NOW)
+            .verify_report(&report, &certs[..2], &fixture_policy(), NOW)
             .unwrap();
         assert_eq!(c.platform, Platform::SevSnp);
     }
@@ -533,8 +793,9 @@ mod tests {
     #[test]
     fn wrong_product_root_rejected() {
         let (report, certs) = milan();
-        let mut policy = TrustPolicy::production();
+        let mut policy = fixture_policy();
         policy.amd_arks.remove("milan");
+        // A supplied ASK that no pinned ARK signs keeps its own error.
         assert_eq!(
             SnpVerifier::new().verify_report(&report, &certs[..2], &policy, NOW),
             Err(SnpError::AskNotSignedByPinnedArk)
@@ -543,36 +804,142 @@ mod tests {
             SnpVerifier::new().verify_report(&report, &certs, &policy, NOW),
             Err(SnpError::UntrustedArk)
         );
+        // The pinned Milan ASK signs the VCEK but no pinned ARK signs that ASK any more.
+        assert_eq!(
+            SnpVerifier::new().verify_report(&report, &certs[..1], &policy, NOW),
+            Err(SnpError::NoPinnedAskSignsVek)
+        );
+    }
+
+    /// The real Milan report with nothing but its VCEK: the pinned Milan ASK and ARK complete
+    /// the chain, through the cache as well; the claims equal those of the full chain.
+    #[test]
+    fn milan_vcek_alone_chains_through_pinned_ask_and_ark() {
+        let (report, certs) = milan();
+        let policy = fixture_policy();
+        let full = SnpVerifier::new()
+            .verify_report(&report, &certs, &policy, NOW)
+            .unwrap();
+        for v in [SnpVerifier::new(), SnpVerifier::with_cache()] {
+            for _ in 0..2 {
+                assert_eq!(
+                    v.verify_report(&report, &certs[..1], &policy, NOW).unwrap(),
+                    full
+                );
+            }
+        }
+        let c = check_chain(&certs[0], None, None, &policy).unwrap();
+        let ask = parse_cert(CertRole::Ask, &pem_one("milan_ask.pem")).unwrap();
+        assert_eq!(c.validity[1], validity(CertRole::Ask, &ask));
+
+        // No ASK pinned: the chain cannot be completed, and the error says so.
+        let mut none = policy.clone();
+        none.amd_asks.clear();
+        assert_eq!(
+            SnpVerifier::new().verify_report(&report, &certs[..1], &none, NOW),
+            Err(SnpError::NoPinnedAskSignsVek)
+        );
+        // Only other products' ASKs pinned: none of them signs a Milan VCEK.
+        let mut others = policy.clone();
+        others.amd_asks.remove("milan");
+        assert_eq!(
+            SnpVerifier::new().verify_report(&report, &certs[..1], &others, NOW),
+            Err(SnpError::NoPinnedAskSignsVek)
+        );
+        // A cached chain is not reused under a policy that pins different ASKs.
+        let cached = SnpVerifier::with_cache();
+        cached
+            .verify_report(&report, &certs[..1], &policy, NOW)
+            .unwrap();
+        assert_eq!(
+            cached.verify_report(&report, &certs[..1], &none, NOW),
+            Err(SnpError::NoPinnedAskSignsVek)
+        );
+        // Validity of the pinned ASK and ARK is still checked.
+        assert!(matches!(
+            SnpVerifier::new().verify_report(
+                &report,
+                &certs[..1],
+                &policy,
+                UnixTime(1_420_070_400)
+            ),
+            Err(SnpError::CertificateNotYetValid(_))
+        ));
     }
 
     #[test]
-    fn turin_vcek_and_genoa_ask_chain_to_pinned_arks() {
-        let policy = TrustPolicy::production();
-        let turin: Vec<Vec<u8>> =
-            confide_attest::input::decode_certificates(&fixture("cert_chain_turin")).unwrap();
-        let c = check_chain(
-            &fixture("vcek_turin.der"),
-            &turin[0],
-            Some(&turin[1]),
-            &policy,
-        )
-        .unwrap();
+    fn turin_vcek_alone_and_genoa_ask_chain_to_pinned_arks() {
+        let policy = fixture_policy();
+        let vcek = fixture("vcek_turin.der");
+        let turin_ask = pem_one("turin_ask.pem");
+        let turin_ark = pem_one("turin_ark.pem");
+        // VCEK alone: the pinned Turin ASK, under the pinned Turin ARK.
+        let c = check_chain(&vcek, None, None, &policy).unwrap();
         assert!(!c.simulated);
         assert!(c.ext.fmc.is_some());
-        // Genoa: ASK chains to the pinned Genoa ARK (no Genoa VCEK fixture; the VCEK slot
-        // takes the ASK itself, which the ASK does not sign).
-        let genoa_ask =
-            confide_attest::input::decode_certificates(&fixture("genoa_ask.pem")).unwrap();
+        let ask_x = parse_cert(CertRole::Ask, &turin_ask).unwrap();
+        let ark_x = parse_cert(CertRole::Ark, &turin_ark).unwrap();
+        assert_eq!(c.validity[1], validity(CertRole::Ask, &ask_x));
+        assert_eq!(c.validity[2], validity(CertRole::Ark, &ark_x));
+        // The same chain as published by AMD (cert_chain_turin = ASK, ARK).
+        let turin: Vec<Vec<u8>> =
+            confide_attest::input::decode_certificates(&fixture("cert_chain_turin")).unwrap();
+        assert_eq!(turin, vec![turin_ask.clone(), turin_ark.clone()]);
+        let full = check_chain(&vcek, Some(&turin[0]), Some(&turin[1]), &policy).unwrap();
+        assert_eq!(full.validity, c.validity);
+        // Turin ARK unpinned: the pinned Turin ASK no longer counts.
+        let mut p = policy.clone();
+        p.amd_arks.remove("turin");
         assert_eq!(
-            check_chain(&genoa_ask[0], &genoa_ask[0], None, &policy).err(),
+            check_chain(&vcek, None, None, &p).err(),
+            Some(SnpError::NoPinnedAskSignsVek)
+        );
+
+        // Genoa: its ASK chains to the pinned Genoa ARK (no Genoa VCEK fixture exists) ...
+        let genoa_ask = pem_one("genoa_ask.pem");
+        let roots: Vec<(&[u8], bool)> = policy
+            .amd_arks
+            .values()
+            .map(|d| (d.as_slice(), false))
+            .collect();
+        let (ark, simulated) =
+            signing_root(&parse_cert(CertRole::Ask, &genoa_ask).unwrap(), &roots)
+                .unwrap()
+                .unwrap();
+        assert!(!simulated);
+        assert_eq!(ark.to_der().unwrap(), pem_one("genoa_ark.pem"));
+        // ... but signs neither itself as a VCEK nor the Turin VCEK.
+        assert_eq!(
+            check_chain(&genoa_ask, Some(&genoa_ask), None, &policy).err(),
             Some(SnpError::VekNotSignedByAsk)
         );
-        // Turin VCEK under the Milan chain: no pinned ARK signs that pairing.
+        assert_eq!(
+            check_chain(&vcek, Some(&genoa_ask), None, &policy).err(),
+            Some(SnpError::VekNotSignedByAsk)
+        );
+        // Turin VCEK under the Milan ASK: no pinned ARK signs that pairing.
         let milan =
             confide_attest::input::decode_certificates(&fixture("cert_chain_milan")).unwrap();
         assert_eq!(
-            check_chain(&fixture("vcek_turin.der"), &milan[0], None, &policy).err(),
+            check_chain(&vcek, Some(&milan[0]), None, &policy).err(),
             Some(SnpError::VekNotSignedByAsk)
+        );
+    }
+
+    #[test]
+    fn chain_shapes() {
+        let (report, certs) = milan();
+        let policy = fixture_policy();
+        let v = SnpVerifier::new();
+        assert_eq!(
+            v.verify_report(&report, &[], &policy, NOW),
+            Err(SnpError::MissingCertificates)
+        );
+        let mut four = certs.clone();
+        four.push(certs[2].clone());
+        assert_eq!(
+            v.verify_report(&report, &four, &policy, NOW),
+            Err(SnpError::MissingCertificates)
         );
     }
 
@@ -582,5 +949,183 @@ mod tests {
         let x = parse_cert(CertRole::Vek, &vcek).unwrap();
         let e = vek_extensions(&x);
         assert!(e.fmc.is_some() && e.hwid.is_some());
+    }
+
+    fn tcb(
+        bootloader: u8,
+        tee: u8,
+        snp: u8,
+        microcode: u8,
+        fmc: Option<u8>,
+    ) -> sev::firmware::host::TcbVersion {
+        sev::firmware::host::TcbVersion {
+            fmc,
+            bootloader,
+            tee,
+            snp,
+            microcode,
+        }
+    }
+
+    /// The real Milan report runs firmware older than AMD-SB-3019's fix: the production
+    /// defaults refuse it, naming the first component below the floor; at the fixture's own
+    /// TCB it passes, and one SPL more in any component refuses it again.
+    #[test]
+    fn production_floor_refuses_the_pre_bulletin_milan_fixture() {
+        let (report, certs) = milan();
+        assert_eq!(
+            SnpVerifier::new().verify_report(&report, &certs, &TrustPolicy::production(), NOW),
+            Err(SnpError::TcbBelowFloor {
+                generation: SnpGeneration::Milan,
+                component: "bootloader",
+                have: 3,
+                floor: 4
+            })
+        );
+        let ok = fixture_policy();
+        SnpVerifier::new()
+            .verify_report(&report, &certs, &ok, NOW)
+            .unwrap();
+        for (component, bump) in [
+            ("bootloader", [1, 0, 0, 0]),
+            ("tee", [0, 1, 0, 0]),
+            ("snp", [0, 0, 1, 0]),
+            ("microcode", [0, 0, 0, 1]),
+        ] {
+            let mut p = ok.clone();
+            let f = p.sev_snp.tcb_floors.get_mut(&SnpGeneration::Milan).unwrap();
+            f.bootloader += bump[0];
+            f.tee += bump[1];
+            f.snp += bump[2];
+            f.microcode += bump[3];
+            assert!(
+                matches!(
+                    SnpVerifier::with_cache().verify_report(&report, &certs, &p, NOW),
+                    Err(SnpError::TcbBelowFloor { generation: SnpGeneration::Milan, component: c, .. }) if c == component
+                ),
+                "{component}"
+            );
+        }
+        // The Genoa floor does not apply to a chip whose chain ends at the Milan ARK ...
+        let mut p = ok.clone();
+        p.sev_snp
+            .tcb_floors
+            .get_mut(&SnpGeneration::Genoa)
+            .unwrap()
+            .snp = 255;
+        SnpVerifier::new()
+            .verify_report(&report, &certs, &p, NOW)
+            .unwrap();
+        // ... and with no Milan floor at all, Milan evidence is refused rather than unchecked.
+        let mut p = ok;
+        p.sev_snp.tcb_floors.remove(&SnpGeneration::Milan);
+        assert_eq!(
+            SnpVerifier::new().verify_report(&report, &certs, &p, NOW),
+            Err(SnpError::NoTcbFloor(SnpGeneration::Milan))
+        );
+    }
+
+    /// The real AMD roots name their generations; anything else names none.
+    #[test]
+    fn generation_comes_from_the_pinned_ark() {
+        for (file, g) in [
+            ("milan_ark.pem", SnpGeneration::Milan),
+            ("genoa_ark.pem", SnpGeneration::Genoa),
+            ("turin_ark.pem", SnpGeneration::Turin),
+        ] {
+            let ark = parse_cert(CertRole::Ark, &pem_one(file)).unwrap();
+            assert_eq!(ark_generation(&ark), Some(g), "{file}");
+        }
+        let ask = parse_cert(CertRole::Ask, &pem_one("milan_ask.pem")).unwrap();
+        assert_eq!(
+            ark_generation(&ask),
+            None,
+            "SEV-Milan is an ASK, not an ARK"
+        );
+        // The Milan fixture's chain is checked to the Milan ARK.
+        let (_, certs) = milan();
+        let c = check_chain(&certs[0], None, None, &fixture_policy()).unwrap();
+        assert_eq!(c.generation, Some(SnpGeneration::Milan));
+        let t = check_chain(&fixture("vcek_turin.der"), None, None, &fixture_policy()).unwrap();
+        assert_eq!(t.generation, Some(SnpGeneration::Turin));
+    }
+
+    /// Turin: the real Turin VCEK certifies an early TCB (FMC 0, boot loader 0, TEE 0, SNP 0,
+    /// microcode 9). There is no Turin bulletin default, so production refuses Turin until a
+    /// floor is named; a floor's FMC SPL is checked like the others.
+    #[test]
+    fn turin_floor_needs_naming_and_checks_fmc() {
+        let c = check_chain(&fixture("vcek_turin.der"), None, None, &fixture_policy()).unwrap();
+        let e = &c.ext;
+        let certified = tcb(
+            e.bl.unwrap(),
+            e.tee.unwrap(),
+            e.snp.unwrap(),
+            e.ucode.unwrap(),
+            e.fmc,
+        );
+        assert_eq!(certified, tcb(0, 0, 0, 9, Some(0)));
+        let prod = TrustPolicy::production();
+        assert_eq!(
+            check_tcb_floor(SnpGeneration::Turin, &certified, &prod),
+            Err(SnpError::NoTcbFloor(SnpGeneration::Turin))
+        );
+        let mut p = prod.clone();
+        let floor = SnpTcbFloor {
+            bootloader: 0,
+            tee: 0,
+            snp: 0,
+            microcode: 9,
+            fmc: Some(0),
+        };
+        p.sev_snp.tcb_floors.insert(SnpGeneration::Turin, floor);
+        check_tcb_floor(SnpGeneration::Turin, &certified, &p).unwrap();
+        p.sev_snp.tcb_floors.insert(
+            SnpGeneration::Turin,
+            SnpTcbFloor {
+                fmc: Some(1),
+                ..floor
+            },
+        );
+        assert_eq!(
+            check_tcb_floor(SnpGeneration::Turin, &certified, &p),
+            Err(SnpError::TcbBelowFloor {
+                generation: SnpGeneration::Turin,
+                component: "fmc",
+                have: 0,
+                floor: 1
+            })
+        );
+    }
+
+    /// Genoa (no real Genoa report exists in testdata): the TCB that AMD-SB-3019-patched
+    /// Genoa hosts report meets the production floor; one microcode SPL less does not.
+    #[test]
+    fn genoa_bulletin_floor() {
+        let prod = TrustPolicy::production();
+        check_tcb_floor(SnpGeneration::Genoa, &tcb(0x0A, 0, 0x17, 0x54, None), &prod).unwrap();
+        assert_eq!(
+            check_tcb_floor(SnpGeneration::Genoa, &tcb(0x0A, 0, 0x17, 0x53, None), &prod),
+            Err(SnpError::TcbBelowFloor {
+                generation: SnpGeneration::Genoa,
+                component: "microcode",
+                have: 0x53,
+                floor: 0x54
+            })
+        );
+        // The Milan floor is not the Genoa floor: Genoa's microcode numbering is its own.
+        assert!(
+            check_tcb_floor(SnpGeneration::Milan, &tcb(0x0A, 0, 0x17, 0x54, None), &prod).is_err()
+        );
+    }
+
+    #[test]
+    fn cpuid_names_the_generation() {
+        assert_eq!(cpuid_generation(0x19, 0x01), Some(SnpGeneration::Milan));
+        assert_eq!(cpuid_generation(0x19, 0x11), Some(SnpGeneration::Genoa));
+        assert_eq!(cpuid_generation(0x19, 0xA0), Some(SnpGeneration::Genoa));
+        assert_eq!(cpuid_generation(0x1A, 0x02), Some(SnpGeneration::Turin));
+        assert_eq!(cpuid_generation(0x1A, 0x11), Some(SnpGeneration::Turin));
+        assert_eq!(cpuid_generation(0x17, 0x31), None);
     }
 }

@@ -16,11 +16,25 @@
 //! The measurement is MRTD || RTMR0 || RTMR1 || RTMR2 || RTMR3 (240 bytes); MRCONFIGID carries
 //! the model/config binding; REPORTDATA the key binding; TD_ATTRIBUTES.DEBUG the debug flag.
 //! TDX quotes sign no time; "now" only judges the collateral and certificates.
+//!
+//! # Simulated TDX
+//!
+//! The same code verifies `simulated-tdx` evidence (produced by `confide-attest-sim`'s TDX
+//! twin): a byte-exact quote v4 and collateral whose whole PKI hangs off a locally generated
+//! "simulated Intel" root. The root is chosen by the container's platform: `tdx` is checked
+//! against `roots.intel` only, `simulated-tdx` against `roots.simulated_tdx` only (and only with
+//! `allow_simulated`), so neither kind of evidence can pass under the other's anchor. A
+//! simulated quote must also carry [`SIMULATED_TDX_MR_OWNER`] in MROWNER; its creation time,
+//! signed by the simulated attestation key, is MROWNERCONFIG[0..8] (little-endian seconds),
+//! and is judged for freshness like the simulated SNP report's IMAGE_ID.
 
 use confide_attest::{
     Evidence, Platform, PlatformClaims, PlatformError, PlatformVerifier, Tcb, TrustPolicy, UnixTime,
 };
 use dcap_qvl::QuoteCollateralV3;
+/// The collateral container (dcap-qvl `QuoteCollateralV3`), serialized as JSON in
+/// `Evidence::collateral`.
+pub use dcap_qvl::QuoteCollateralV3 as Collateral;
 use dcap_qvl::quote::Quote;
 
 /// TEE type of TDX in the quote header.
@@ -29,6 +43,19 @@ pub const TEE_TYPE_TDX: u32 = 0x81;
 pub const ATT_KEY_ECDSA_P256: u16 = 2;
 /// Intel's QE vendor id.
 pub const INTEL_QE_VENDOR_ID: [u8; 16] = dcap_qvl::INTEL_QE_VENDOR_ID;
+/// MROWNER of every simulated TD: "CONFIDE-SIMULATED-TDX" then zeros. MROWNER is a
+/// host-chosen, software-defined TD field (TDX Module ABI, TDREPORT / TDINFO_STRUCT), so a
+/// real TD could carry it too; it is a marker, not a trust decision (the root decides).
+pub const SIMULATED_TDX_MR_OWNER: [u8; 48] = {
+    let mut m = [0u8; 48];
+    let tag = b"CONFIDE-SIMULATED-TDX";
+    let mut i = 0;
+    while i < tag.len() {
+        m[i] = tag[i];
+        i += 1;
+    }
+    m
+};
 
 /// Why a TDX quote was rejected.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -55,6 +82,21 @@ pub enum TdxError {
     /// Policy pins no Intel root.
     #[error("trust policy pins no Intel root")]
     NoPinnedRoot,
+    /// Simulated TDX evidence, but the policy does not allow simulated evidence.
+    #[error("simulated TDX evidence is not allowed by the trust policy")]
+    SimulatedNotAllowed,
+    /// Simulated TDX evidence, but the policy pins no simulated Intel root.
+    #[error("trust policy pins no simulated Intel root (roots.simulated_tdx)")]
+    NoSimulatedRoot,
+    /// The quote verified under the simulated root but lacks the simulated MROWNER marker.
+    #[error("simulated TDX quote lacks the simulated MROWNER marker")]
+    SimulatedMarkerMissing,
+    /// The signed creation time (MROWNERCONFIG) has non-zero bytes past its 8-byte field.
+    #[error("simulated TDX quote has a malformed MROWNERCONFIG time field")]
+    SimulatedTimeMalformed,
+    /// The evidence platform is not a TDX format.
+    #[error("platform {0} is not verified by the TDX verifier")]
+    WrongPlatform(Platform),
     /// The pinned root is not usable as a trust anchor.
     #[error("pinned Intel root is not a usable certificate")]
     BadRoot,
@@ -91,6 +133,10 @@ pub enum TdxError {
     /// QE report signature invalid.
     #[error("QE report signature invalid (PCK)")]
     QeReportSignature,
+    /// The QE report does not match the QE Identity (MRSIGNER, ISVPRODID, MISCSELECT,
+    /// ATTRIBUTES, or an ISVSVN below every level): not the quoting enclave Intel vouches for.
+    #[error("QE report does not match the QE Identity")]
+    QeIdentityMismatch,
     /// QE report does not bind the attestation key.
     #[error("QE report does not bind the attestation key")]
     QeReportBinding,
@@ -131,6 +177,14 @@ fn classify(msg: &str) -> TdxError {
         TdxError::QeIdentitySignature
     } else if has("Signature is invalid for qe_report") {
         TdxError::QeReportSignature
+    } else if has("QE MRSIGNER mismatch")
+        || has("QE ISVPRODID mismatch")
+        || has("QE MISCSELECT mismatch")
+        || has("QE ATTRIBUTES mismatch")
+        || has("QE report validation failed")
+        || has("QE ISVSVN")
+    {
+        TdxError::QeIdentityMismatch
     } else if has("QE report hash mismatch") {
         TdxError::QeReportBinding
     } else if has("ISV enclave report signature is invalid") {
@@ -216,7 +270,8 @@ impl TdxVerifier {
         TdxVerifier
     }
 
-    /// Verify a raw quote with collateral JSON against `policy` at `now`.
+    /// Verify a raw quote with collateral JSON against `policy` at `now` (real Intel TDX,
+    /// under `roots.intel`).
     pub fn verify_quote(
         &self,
         quote: &[u8],
@@ -224,10 +279,37 @@ impl TdxVerifier {
         policy: &TrustPolicy,
         now: UnixTime,
     ) -> Result<PlatformClaims, TdxError> {
+        self.verify_quote_for(Platform::Tdx, quote, collateral_json, policy, now)
+    }
+
+    /// [`Self::verify_quote`] for `platform`: [`Platform::Tdx`] (Intel root) or
+    /// [`Platform::SimulatedTdx`] (the policy's simulated Intel root; see the module docs).
+    pub fn verify_quote_for(
+        &self,
+        platform: Platform,
+        quote: &[u8],
+        collateral_json: &[u8],
+        policy: &TrustPolicy,
+        now: UnixTime,
+    ) -> Result<PlatformClaims, TdxError> {
+        let root = match platform {
+            Platform::Tdx => policy.intel_root.clone().ok_or(TdxError::NoPinnedRoot)?,
+            Platform::SimulatedTdx => {
+                // Also gated in confide-attest; checked here so a direct caller of this
+                // function cannot accept simulated evidence by accident either.
+                if !policy.allow_simulated {
+                    return Err(TdxError::SimulatedNotAllowed);
+                }
+                policy
+                    .simulated_tdx_root
+                    .clone()
+                    .ok_or(TdxError::NoSimulatedRoot)?
+            }
+            other => return Err(TdxError::WrongPlatform(other)),
+        };
         let q = parse_quote(quote)?;
         let collateral: QuoteCollateralV3 =
             serde_json::from_slice(collateral_json).map_err(|_| TdxError::CollateralMalformed)?;
-        let root = policy.intel_root.clone().ok_or(TdxError::NoPinnedRoot)?;
         // Debug is judged by confide-attest from TD_ATTRIBUTES, like every platform.
         let verified = dcap_qvl::verify::QuoteVerifier::new(root)
             .allow_debug(true)
@@ -242,12 +324,26 @@ impl TdxVerifier {
             return Err(TdxError::TcbStatusNotAccepted(verified.status));
         }
         let td = q.report.as_td10().ok_or(TdxError::Parse)?;
+        let signed_time = if platform == Platform::SimulatedTdx {
+            if td.mr_owner != SIMULATED_TDX_MR_OWNER {
+                return Err(TdxError::SimulatedMarkerMissing);
+            }
+            let (time, rest) = td.mr_owner_config.split_at(8);
+            if rest.iter().any(|&b| b != 0) {
+                return Err(TdxError::SimulatedTimeMalformed);
+            }
+            let mut t = [0u8; 8];
+            t.copy_from_slice(time);
+            Some(u64::from_le_bytes(t))
+        } else {
+            None
+        };
         let mut measurement = Vec::with_capacity(240);
         for m in [&td.mr_td, &td.rt_mr0, &td.rt_mr1, &td.rt_mr2, &td.rt_mr3] {
             measurement.extend_from_slice(m);
         }
         Ok(PlatformClaims {
-            platform: Platform::Tdx,
+            platform,
             measurement,
             report_data: td.report_data,
             binding_field: td.mr_config_id.to_vec(),
@@ -259,7 +355,7 @@ impl TdxVerifier {
             chip_id: verified.ppid,
             // TD_ATTRIBUTES bit 0: DEBUG (TUD group: the TD is under debug, untrusted).
             debug: td.td_attributes[0] & 1 != 0,
-            signed_time: None,
+            signed_time,
             version: u32::from(q.header.version),
         })
     }
@@ -267,7 +363,7 @@ impl TdxVerifier {
 
 impl PlatformVerifier for TdxVerifier {
     fn handles(&self, p: Platform) -> bool {
-        p == Platform::Tdx
+        matches!(p, Platform::Tdx | Platform::SimulatedTdx)
     }
 
     fn verify_platform(
@@ -276,7 +372,13 @@ impl PlatformVerifier for TdxVerifier {
         policy: &TrustPolicy,
         now: UnixTime,
     ) -> Result<PlatformClaims, PlatformError> {
-        Ok(self.verify_quote(&evidence.report, &evidence.collateral, policy, now)?)
+        Ok(self.verify_quote_for(
+            evidence.platform,
+            &evidence.report,
+            &evidence.collateral,
+            policy,
+            now,
+        )?)
     }
 }
 
@@ -307,6 +409,42 @@ mod tests {
             Tcb::Tdx { status, .. } => assert_eq!(status, "UpToDate"),
             other => panic!("unexpected tcb {other:?}"),
         }
+    }
+
+    /// The root is chosen by the platform, never by trying roots: simulated-tdx needs
+    /// `allow_simulated` and its own pinned root, and other platforms are refused.
+    #[test]
+    fn root_follows_the_platform() {
+        let (q, c) = fixture();
+        let v = TdxVerifier::new();
+        let prod = TrustPolicy::production();
+        assert!(v.handles(Platform::Tdx) && v.handles(Platform::SimulatedTdx));
+        assert!(!v.handles(Platform::Simulated) && !v.handles(Platform::SevSnp));
+        assert_eq!(
+            v.verify_quote_for(Platform::SevSnp, &q, &c, &prod, IN_WINDOW),
+            Err(TdxError::WrongPlatform(Platform::SevSnp))
+        );
+        assert_eq!(
+            v.verify_quote_for(Platform::SimulatedTdx, &q, &c, &prod, IN_WINDOW),
+            Err(TdxError::SimulatedNotAllowed)
+        );
+        let mut no_root = TrustPolicy::production();
+        no_root.allow_simulated = true;
+        assert_eq!(
+            v.verify_quote_for(Platform::SimulatedTdx, &q, &c, &no_root, IN_WINDOW),
+            Err(TdxError::NoSimulatedRoot)
+        );
+        // Pinning Intel's own root as the "simulated" one still demands the simulated marker:
+        // a real quote cannot be passed off as simulated (or get a signed time).
+        let intel = prod.intel_root.clone().unwrap();
+        let as_sim = TrustPolicy::production().with_simulated_tdx_root(intel);
+        assert_eq!(
+            v.verify_quote_for(Platform::SimulatedTdx, &q, &c, &as_sim, IN_WINDOW),
+            Err(TdxError::SimulatedMarkerMissing)
+        );
+        let claims = v.verify_quote(&q, &c, &as_sim, IN_WINDOW).unwrap();
+        assert_eq!(claims.platform, Platform::Tdx);
+        assert_eq!(claims.signed_time, None);
     }
 
     #[test]

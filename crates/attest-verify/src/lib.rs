@@ -7,7 +7,10 @@
 //! evidence bytes ──Evidence::decode──► platform tag
 //!     sev-snp / simulated ──► confide-attest-snp (pinned AMD ARKs / pinned simulated root)
 //!     tdx                 ──► confide-attest-tdx (pinned Intel root, collateral in container)
-//!     GPU part, if any    ──► confide-attest-nvidia (pinned NVIDIA root, nonce = RD[0..32])
+//!     simulated-tdx       ──► confide-attest-tdx (pinned simulated Intel root, allow_simulated)
+//!     GPU part, if any    ──► confide-attest-nvidia (pinned NVIDIA root, nonce = RD[0..32];
+//!                             simulated GPU twin: pinned simulated GPU root, allow_simulated,
+//!                             simulated CPU only)
 //!  ──► confide_attest::verify_with (policy, REPORT_DATA, binding, debug, freshness)
 //!  ──► VerifiedEvidence
 //! ```
@@ -21,7 +24,9 @@ pub use confide_attest::{
     Error, Evidence, Platform, ReportDataCheck, TrustPolicy, UnixTime, VerifiedEvidence,
 };
 use confide_attest::{GpuVerifier, PlatformVerifier};
-pub use confide_attest_nvidia::{NvidiaError, NvidiaVerifier, VerifiedGpu};
+pub use confide_attest_nvidia::{
+    CcMode, GpuExpectations, NvidiaError, NvidiaVerifier, VerifiedGpu,
+};
 pub use confide_attest_snp::{SnpError, SnpVerifier};
 pub use confide_attest_tdx::{TdxError, TdxVerifier};
 
@@ -56,7 +61,7 @@ impl Verifiers {
     fn cpu_for(&self, p: Platform) -> Result<&dyn PlatformVerifier, Error> {
         match p {
             Platform::SevSnp | Platform::Simulated => Ok(&self.snp),
-            Platform::Tdx => Ok(&self.tdx),
+            Platform::Tdx | Platform::SimulatedTdx => Ok(&self.tdx),
             _ => Err(Error::GpuAsCpuPlatform),
         }
     }
@@ -89,6 +94,23 @@ impl Verifiers {
         self.nvidia
             .verify(spdm, certs, expected_nonce, policy, now)
             .map_err(|e| Error::platform(Platform::Nvidia, e))
+    }
+
+    /// [`Verifiers::verify_gpu_only`], then the reference values and CC modes of `expect`
+    /// (see [`GpuExpectations`]); a failure names the block index or the mode.
+    pub fn verify_gpu_expected(
+        &self,
+        spdm: &[u8],
+        certs: &[Vec<u8>],
+        expected_nonce: Option<&[u8; 32]>,
+        expect: &GpuExpectations,
+        now: UnixTime,
+        policy: &TrustPolicy,
+    ) -> Result<VerifiedGpu, Error> {
+        let v = self.verify_gpu_only(spdm, certs, expected_nonce, now, policy)?;
+        v.check(expect)
+            .map_err(|e| Error::platform(Platform::Nvidia, e))?;
+        Ok(v)
     }
 }
 

@@ -24,3 +24,16 @@ pub trait Attester: Send + Sync {
     /// Produce evidence for `req`.
     fn attest(&self, req: &AttestRequest) -> Result<Evidence, PlatformError>;
 }
+
+/// A source of GPU evidence on the node: the confidential GPU's SPDM GET_MEASUREMENTS
+/// exchange and its device certificate chain (NVML on real hardware, the simulated GPU in
+/// CI).
+///
+/// The node asks with `nonce` = `REPORT_DATA[0..32]` (the certificate key binding: its key
+/// and validity hashed,
+/// [`crate::gpu_nonce`]) and then has the CPU sign the evidence's digest into
+/// `REPORT_DATA[32..64]`: the GPU report is fresh for this key and bound to this CPU report.
+pub trait GpuAttester: Send + Sync {
+    /// The GPU's evidence for `nonce`.
+    fn gpu_evidence(&self, nonce: &[u8; 32]) -> Result<GpuEvidence, PlatformError>;
+}

@@ -73,7 +73,10 @@ pub enum Error {
     #[error("trust policy: root {0} is not a PEM certificate")]
     PolicyRootInvalid(String),
     /// `allow_simulated = true` but no simulated root is pinned.
-    #[error("trust policy: allow_simulated requires roots.simulated to be named")]
+    #[error(
+        "trust policy: allow_simulated requires roots.simulated and/or roots.simulated_tdx to \
+         be named"
+    )]
     SimulatedRootMissing,
     /// The witness quorum is larger than the number of witnesses listed: no checkpoint
     /// could ever be accepted.
@@ -92,6 +95,14 @@ pub enum Error {
          ledger.allow_no_witness_quorum = true (development only)"
     )]
     WitnessQuorumZero,
+    /// A `[sev_snp.tcb_floor.*]` table names an FMC SPL for Milan/Genoa, or none for Turin.
+    #[error(
+        "trust policy: sev_snp.tcb_floor.{0} must give fmc exactly when the generation is turin"
+    )]
+    SnpTcbFloorInvalid(&'static str),
+    /// `sev_snp.min_guest_abi` is not `MAJOR.MINOR` with each part 0..=255.
+    #[error("trust policy: sev_snp.min_guest_abi must be \"MAJOR.MINOR\" (e.g. \"1.51\")")]
+    SnpGuestAbiInvalid,
 
     // ---- judging ----
     /// The policy does not allow this platform.
@@ -117,6 +128,20 @@ pub enum Error {
     /// The GPU SPDM nonce is not the first half of REPORT_DATA.
     #[error("GPU evidence nonce does not match the TLS key binding")]
     GpuNonceMismatch,
+    /// GPU evidence verified under the simulated NVIDIA root inside evidence from a hardware
+    /// CPU platform. Refused outright: a simulated GPU proves nothing, and letting it ride in
+    /// a hardware report would make that report look like a CPU+GPU TEE it is not.
+    #[error("simulated GPU evidence inside {0} (hardware) CPU evidence")]
+    SimulatedGpuWithHardwareCpu(Platform),
+    /// The GPU's signed report states a confidential-computing mode the policy does not
+    /// accept (by default: anything but CC on, including a report that states none).
+    #[error(
+        "GPU confidential-computing mode is {0}; the trust policy accepts only CC on (gpu_cc_modes)"
+    )]
+    GpuCcModeNotAccepted(crate::verified::GpuCcMode),
+    /// A policy names a GPU CC mode that does not exist.
+    #[error("unknown GPU CC mode {0:?} (known: unstated, spt, mpt, ppcie)")]
+    UnknownGpuCcMode(String),
     /// Policy requires GPU evidence and the container has none.
     #[error("trust policy requires GPU evidence and none was presented")]
     GpuEvidenceMissing,

@@ -7,11 +7,13 @@
 //! ```text
 //! magic          4   "CFEV"
 //! format         1   0x01
-//! platform       1   1 = sev-snp, 2 = tdx, 4 = simulated   (3 = nvidia is GPU-only)
+//! platform       1   1 = sev-snp, 2 = tdx, 4 = simulated (SNP format),
+//!                    5 = simulated-tdx (TDX quote format)   (3 = nvidia is GPU-only)
 //! flags          1   bit0: model/config digests present; bit1: GPU evidence present
 //! report         u32 len + bytes        (<= 64 KiB) SNP report / TDX quote
 //! certs          u8 count (<= 8) + count * (u32 len + DER) (<= 16 KiB each), leaf first
-//! collateral     u32 len + bytes        (<= 512 KiB) TDX collateral JSON; empty otherwise
+//! collateral     u32 len + bytes        (<= 512 KiB) TDX / simulated-TDX collateral JSON;
+//!                                       empty otherwise
 //! [bit0] model_digest 32, config_digest 32
 //! [bit1] gpu: u32 len + SPDM request||response (<= 64 KiB),
 //!             u8 count (<= 8) + count * (u32 len + DER), leaf first
@@ -20,10 +22,16 @@
 //! # REPORT_DATA (64 bytes) — what the node asks the hardware to sign
 //!
 //! ```text
-//! REPORT_DATA[0..32]  = SHA-256(DER SubjectPublicKeyInfo of the RA-TLS certificate key)
+//! REPORT_DATA[0..32]  = SHA-256(key binding)
 //! REPORT_DATA[32..64] = SHA-256(GpuEvidence::encode())  when GPU evidence is attached
 //!                     = 32 zero bytes                     otherwise
 //! ```
+//!
+//! The key binding is what the caller passes to [`report_data`]. For a node's RA-TLS
+//! certificate it is `confide_ratls::report_data`'s preimage: a label, the certificate's
+//! notBefore and notAfter, then the DER SubjectPublicKeyInfo of its key, so the evidence
+//! binds the certificate's validity as well as its key (ADR 0602). This crate checks the
+//! 64 bytes as given and never needs to know which.
 //!
 //! The GPU SPDM GET_MEASUREMENTS nonce is `REPORT_DATA[0..32]` as well, so the GPU report is
 //! as fresh as the TLS key and bound to it; the CPU report then binds the GPU report's digest,
@@ -50,8 +58,12 @@ pub enum Platform {
     Tdx,
     /// NVIDIA Hopper GPU in confidential-computing mode (GPU evidence only).
     Nvidia,
-    /// Simulated vendor: SEV-SNP report format, locally generated root. NOT a TEE.
+    /// Simulated SEV-SNP: SEV-SNP report format under a locally generated "simulated AMD"
+    /// root. NOT a TEE.
     Simulated,
+    /// Simulated Intel TDX: a DCAP quote v4 and its collateral under a locally generated
+    /// "simulated Intel" root. NOT a TEE.
+    SimulatedTdx,
 }
 
 impl Platform {
@@ -62,6 +74,24 @@ impl Platform {
             Platform::Tdx => "tdx",
             Platform::Nvidia => "nvidia",
             Platform::Simulated => "simulated",
+            Platform::SimulatedTdx => "simulated-tdx",
+        }
+    }
+
+    /// True for the simulated platforms: evidence that proves nothing about confidentiality.
+    /// Every tool that shows or accepts such evidence must say so.
+    pub fn is_simulated(self) -> bool {
+        matches!(self, Platform::Simulated | Platform::SimulatedTdx)
+    }
+
+    /// The hardware platform whose report format this platform's evidence uses (a simulated
+    /// platform produces its twin's format byte for byte; REPORT_DATA sits where it does on
+    /// the twin). `None` for GPU-only evidence, which has no CPU report.
+    pub fn report_format(self) -> Option<Platform> {
+        match self {
+            Platform::SevSnp | Platform::Simulated => Some(Platform::SevSnp),
+            Platform::Tdx | Platform::SimulatedTdx => Some(Platform::Tdx),
+            Platform::Nvidia => None,
         }
     }
 
@@ -72,6 +102,7 @@ impl Platform {
             Platform::Tdx => 2,
             Platform::Nvidia => 3,
             Platform::Simulated => 4,
+            Platform::SimulatedTdx => 5,
         }
     }
 
@@ -82,6 +113,7 @@ impl Platform {
             2 => Ok(Platform::Tdx),
             3 => Ok(Platform::Nvidia),
             4 => Ok(Platform::Simulated),
+            5 => Ok(Platform::SimulatedTdx),
             t => Err(Error::UnknownPlatformTag(t)),
         }
     }
@@ -101,6 +133,7 @@ impl std::str::FromStr for Platform {
             "tdx" => Ok(Platform::Tdx),
             "nvidia" => Ok(Platform::Nvidia),
             "simulated" => Ok(Platform::Simulated),
+            "simulated-tdx" => Ok(Platform::SimulatedTdx),
             _ => Err(Error::UnknownPlatformName),
         }
     }
@@ -383,6 +416,31 @@ mod tests {
         let mut b = sample().encode();
         b[5] = 3;
         assert!(matches!(Evidence::decode(&b), Err(Error::GpuAsCpuPlatform)));
+    }
+
+    #[test]
+    fn platform_names_tags_and_formats() {
+        for p in [
+            Platform::SevSnp,
+            Platform::Tdx,
+            Platform::Nvidia,
+            Platform::Simulated,
+            Platform::SimulatedTdx,
+        ] {
+            assert_eq!(Platform::from_tag(p.tag()).unwrap(), p);
+            assert_eq!(p.name().parse::<Platform>().unwrap(), p);
+        }
+        assert_eq!(Platform::SimulatedTdx.name(), "simulated-tdx");
+        assert_eq!(Platform::SimulatedTdx.tag(), 5);
+        assert!(Platform::Simulated.is_simulated() && Platform::SimulatedTdx.is_simulated());
+        assert!(!Platform::Tdx.is_simulated() && !Platform::SevSnp.is_simulated());
+        assert_eq!(Platform::SimulatedTdx.report_format(), Some(Platform::Tdx));
+        assert_eq!(Platform::Simulated.report_format(), Some(Platform::SevSnp));
+        assert_eq!(Platform::Nvidia.report_format(), None);
+        assert!(matches!(
+            Platform::from_tag(6),
+            Err(Error::UnknownPlatformTag(6))
+        ));
     }
 
     #[test]

@@ -23,13 +23,16 @@ pub mod input;
 pub mod policy;
 pub mod verified;
 
-pub use attester::{AttestRequest, Attester};
+pub use attester::{AttestRequest, Attester, GpuAttester};
 pub use error::{Error, PlatformError};
 pub use evidence::{
     Binding, Evidence, GpuEvidence, Platform, binding_digest, gpu_nonce, report_data,
 };
-pub use policy::{LedgerPolicy, SnpMinTcb, SnpPolicy, TdxPolicy, TrustPolicy};
+pub use policy::{
+    LedgerPolicy, SnpGeneration, SnpMinTcb, SnpPolicy, SnpTcbFloor, TdxPolicy, TrustPolicy,
+    bulletin_tcb_floors,
+};
 pub use verified::{
-    GpuClaims, GpuVerifier, MAX_CLOCK_SKEW_SECS, PlatformClaims, PlatformVerifier, ReportDataCheck,
-    Tcb, UnixTime, VerifiedEvidence, verify_with, verify_with_check,
+    GpuCcMode, GpuClaims, GpuVerifier, MAX_CLOCK_SKEW_SECS, PlatformClaims, PlatformVerifier,
+    ReportDataCheck, Tcb, UnixTime, VerifiedEvidence, verify_with, verify_with_check,
 };

@@ -114,6 +114,55 @@ pub struct PlatformClaims {
     pub version: u32,
 }
 
+/// The confidential-computing mode a GPU's signed report states (NVIDIA's
+/// `OPAQUE_FIELD_ID_FEATURE_FLAG` in the SPDM MEASUREMENTS opaque data).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum GpuCcMode {
+    /// The report does not state a mode: firmware or drivers before the field existed, or
+    /// a GPU whose confidential-computing mode is off. Refused by default.
+    Unstated,
+    /// Single-GPU passthrough with CC on (feature flag 0).
+    Spt,
+    /// Multi-GPU passthrough with CC on (feature flag 1).
+    Mpt,
+    /// Protected PCIe: GPUs and NVSwitches in one CC domain (feature flag 2).
+    Ppcie,
+}
+
+impl GpuCcMode {
+    /// Every mode in which CC is on: the default a trust policy accepts.
+    pub const ON: [GpuCcMode; 3] = [GpuCcMode::Spt, GpuCcMode::Mpt, GpuCcMode::Ppcie];
+
+    /// The name used in policies and reports (`unstated`, `spt`, `mpt`, `ppcie`).
+    pub fn name(self) -> &'static str {
+        match self {
+            GpuCcMode::Unstated => "unstated",
+            GpuCcMode::Spt => "spt",
+            GpuCcMode::Mpt => "mpt",
+            GpuCcMode::Ppcie => "ppcie",
+        }
+    }
+}
+
+impl std::fmt::Display for GpuCcMode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl std::str::FromStr for GpuCcMode {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self, Error> {
+        match s {
+            "unstated" => Ok(GpuCcMode::Unstated),
+            "spt" => Ok(GpuCcMode::Spt),
+            "mpt" => Ok(GpuCcMode::Mpt),
+            "ppcie" => Ok(GpuCcMode::Ppcie),
+            other => Err(Error::UnknownGpuCcMode(other.to_owned())),
+        }
+    }
+}
+
 /// What the GPU verifier established.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct GpuClaims {
@@ -121,6 +170,13 @@ pub struct GpuClaims {
     pub nonce: [u8; 32],
     /// Measurement blocks: (index, DMTF measurement value).
     pub measurements: Vec<(u8, Vec<u8>)>,
+    /// The confidential-computing mode the signed report states.
+    pub cc_mode: GpuCcMode,
+    /// Bytes that followed the complete signed SPDM response, ignored unread (0 normally).
+    pub ignored_trailing_bytes: usize,
+    /// True when the device chain ended at the policy's simulated NVIDIA root
+    /// (`TrustPolicy::simulated_gpu_root`) rather than the real one: no GPU at all.
+    pub simulated: bool,
 }
 
 /// A platform leaf verifier (one per CPU TEE).
@@ -200,9 +256,25 @@ impl VerifiedEvidence {
     pub fn gpu_measurements(&self) -> Option<&[(u8, Vec<u8>)]> {
         self.gpu.as_ref().map(|g| g.1.measurements.as_slice())
     }
-    /// True for simulated evidence (no hardware protection at all).
+    /// The GPU's confidential-computing mode, when GPU evidence was verified.
+    pub fn gpu_cc_mode(&self) -> Option<GpuCcMode> {
+        self.gpu.as_ref().map(|g| g.1.cc_mode)
+    }
+    /// Bytes after the signed SPDM response that the GPU verifier ignored, when GPU evidence
+    /// was verified.
+    pub fn gpu_ignored_trailing_bytes(&self) -> Option<usize> {
+        self.gpu.as_ref().map(|g| g.1.ignored_trailing_bytes)
+    }
+    /// True for simulated evidence, SEV-SNP or TDX twin (no hardware protection at all), or
+    /// with GPU evidence from the simulated GPU twin. (A simulated GPU is only accepted inside
+    /// simulated CPU evidence, so today the second condition implies the first; it is checked
+    /// anyway so this never under-reports.)
     pub fn is_simulated(&self) -> bool {
-        self.claims.platform == Platform::Simulated
+        self.claims.platform.is_simulated() || self.gpu_simulated()
+    }
+    /// True when GPU evidence was verified and came from the simulated GPU twin.
+    pub fn gpu_simulated(&self) -> bool {
+        self.gpu.as_ref().is_some_and(|g| g.1.simulated)
     }
     /// Time signed into the evidence (simulated only).
     pub fn signed_time(&self) -> Option<u64> {
@@ -266,7 +338,7 @@ pub fn verify_with_check(
     policy: &TrustPolicy,
 ) -> Result<VerifiedEvidence, Error> {
     // Cheap policy gates first, so a disallowed platform costs no signature checks.
-    if evidence.platform == Platform::Simulated && !policy.allow_simulated {
+    if evidence.platform.is_simulated() && !policy.allow_simulated {
         return Err(Error::SimulatedNotAllowed);
     }
     if !policy.allows(evidence.platform) {
@@ -285,8 +357,10 @@ pub fn verify_with_check(
             verified: claims.platform,
         });
     }
-    if claims.platform == Platform::Simulated
-        && (!policy.allow_simulated || policy.simulated_root.is_none())
+    // Each simulated twin needs its own root pinned (the SNP twin's RSA root says nothing
+    // about the TDX twin's P-256 one).
+    if claims.platform.is_simulated()
+        && (!policy.allow_simulated || policy.simulated_root_for(claims.platform).is_none())
     {
         return Err(Error::SimulatedNotAllowed);
     }
@@ -359,6 +433,22 @@ pub fn verify_with_check(
                 .map_err(|e| Error::platform(Platform::Nvidia, e))?;
             if gc.nonce != nonce {
                 return Err(Error::GpuNonceMismatch);
+            }
+            // Plaintext reaches this GPU: with CC off its memory is open to the host.
+            if !policy.gpu_cc_modes.contains(&gc.cc_mode) {
+                return Err(Error::GpuCcModeNotAccepted(gc.cc_mode));
+            }
+            // A simulated GPU only inside a simulated CPU (policy docs): never let a hardware
+            // CPU report lend its weight to a GPU that does not exist. The leaf already
+            // refused it without allow_simulated and a pinned simulated GPU root; checked
+            // again here because this is the function that hands out VerifiedEvidence.
+            if gc.simulated {
+                if !claims.platform.is_simulated() {
+                    return Err(Error::SimulatedGpuWithHardwareCpu(claims.platform));
+                }
+                if !policy.allow_simulated || policy.simulated_gpu_root.is_none() {
+                    return Err(Error::SimulatedNotAllowed);
+                }
             }
             Some((digest, gc))
         }

@@ -130,6 +130,10 @@ pub enum EngineError {
     /// The upstream's response does not follow the OpenAI chat completions protocol.
     #[error("upstream sent an invalid response: {0}")]
     UpstreamProtocol(&'static str),
+    /// An attested upstream node could not be used: it failed verification, refused this
+    /// node, or broke the session. The text names the typed cause (never request content).
+    #[error("upstream node: {0}")]
+    PeerNode(String),
 }
 
 impl EngineError {
@@ -160,6 +164,7 @@ impl EngineError {
             Self::UpstreamHttp(_) => "upstream_http",
             Self::UpstreamStatus(_) => "upstream_status",
             Self::UpstreamProtocol(_) => "upstream_protocol",
+            Self::PeerNode(_) => "peer_node",
         }
     }
 

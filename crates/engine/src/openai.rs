@@ -542,10 +542,15 @@ impl UpstreamEngine {
     pub const READ_TIMEOUT: Duration = Duration::from_secs(120);
 
     /// An upstream at `base_url` (e.g. `http://127.0.0.1:8000`, with or without a
-    /// trailing `/v1`), asking for `model`.
+    /// trailing `/v1`), asking for `model`. `unix:/PATH` reaches the server over the Unix
+    /// domain socket at `/PATH` instead (requests then name the host `localhost`).
     pub fn new(base_url: &str, model: &str) -> Result<Self, EngineError> {
-        let mut base =
-            reqwest::Url::parse(base_url).map_err(|e| EngineError::UpstreamUrl(e.to_string()))?;
+        let socket = unix_socket_path(base_url)?;
+        let mut base = match &socket {
+            Some(_) => reqwest::Url::parse("http://localhost/"),
+            None => reqwest::Url::parse(base_url),
+        }
+        .map_err(|e| EngineError::UpstreamUrl(e.to_string()))?;
         if !matches!(base.scheme(), "http" | "https") {
             return Err(EngineError::UpstreamUrl(
                 "scheme must be http or https".into(),
@@ -562,11 +567,15 @@ impl UpstreamEngine {
         // Every prompt goes to exactly this URL: never to a proxy named by the host's
         // environment (HTTP_PROXY, ALL_PROXY, ...), never on to wherever a redirect points.
         // Either would hand request content to someone the release does not name.
-        let client = reqwest::Client::builder()
+        let mut builder = reqwest::Client::builder()
             .connect_timeout(Self::CONNECT_TIMEOUT)
             .read_timeout(Self::READ_TIMEOUT)
             .no_proxy()
-            .redirect(reqwest::redirect::Policy::none())
+            .redirect(reqwest::redirect::Policy::none());
+        if let Some(path) = socket {
+            builder = builder.unix_socket(path);
+        }
+        let client = builder
             .build()
             .map_err(|e| EngineError::UpstreamHttp(e.to_string()))?;
         Ok(Self {
@@ -696,6 +705,21 @@ impl UpstreamEngine {
     }
 }
 
+/// The socket path of a `unix:/PATH` (or `unix:///PATH`) upstream, `None` for any other
+/// URL. The path must be absolute: a relative one would depend on the working directory.
+pub fn unix_socket_path(url: &str) -> Result<Option<std::path::PathBuf>, EngineError> {
+    let Some(rest) = url.strip_prefix("unix:") else {
+        return Ok(None);
+    };
+    let path = rest.strip_prefix("//").unwrap_or(rest);
+    if !path.starts_with('/') || path.contains(['?', '#']) {
+        return Err(EngineError::UpstreamUrl(
+            "a unix socket upstream is unix:/ABSOLUTE/PATH".into(),
+        ));
+    }
+    Ok(Some(std::path::PathBuf::from(path)))
+}
+
 /// Forward an SSE response's deltas into the channel until `[DONE]`.
 async fn pump(
     resp: reqwest::Response,
@@ -804,6 +828,16 @@ mod tests {
         ));
         assert!(matches!(
             UpstreamEngine::new("not a url", "m"),
+            Err(EngineError::UpstreamUrl(_))
+        ));
+        let e = UpstreamEngine::new("unix:/run/vllm.sock", "m").unwrap();
+        assert_eq!(e.endpoint(), "http://localhost/v1/chat/completions");
+        assert_eq!(
+            unix_socket_path("unix:///run/vllm.sock").unwrap(),
+            Some("/run/vllm.sock".into())
+        );
+        assert!(matches!(
+            UpstreamEngine::new("unix:run/vllm.sock", "m"),
             Err(EngineError::UpstreamUrl(_))
         ));
     }

@@ -18,21 +18,33 @@
 //! | `"cpu"`    | from the [`crate::Attester`] | 4   | CPU TEE evidence                 |
 //! | `"gpu"`    | from the GPU attester        | 4   | GPU evidence (optional)          |
 //! | `"ledger"` | [`LEDGER_BUNDLE_MEDIA_TYPE`] | 1   | stapled ledger bundle            |
+//! | `"validity"` | [`VALIDITY_MEDIA_TYPE`]    | 4   | notBefore, notAfter the evidence binds (16 bytes) |
+//!
+//! The validity record repeats, in the clear, the certificate validity the
+//! CPU evidence binds through REPORT_DATA ([`crate::report_data()`]), so a
+//! verifier can check the binding with it and then tell a certificate whose
+//! X.509 validity differs from the attested one apart from a foreign key
+//! ([`RatlsError::ValidityMismatch`]).
 //!
 //! The ledger bundle is tagged "reference values": it is the logged statement
 //! of what the node should measure as. See docs/ratls.md and ADR 0601.
 
 use crate::cbor::{self, Item};
 use crate::error::RatlsError;
+use crate::report_data::BoundValidity;
 
 /// `id-pe-cmw` as assigned by IANA in "SMI Security for PKIX Certificate Extension".
 pub const ID_PE_CMW: [u64; 9] = [1, 3, 6, 1, 5, 5, 7, 1, 35];
 
 /// The collection type (`__cmwc_t`) naming Confide's RA-TLS collection layout.
-pub const COLLECTION_TYPE: &str = "tag:confide.invalid,2026:ratls-collection/1";
+/// Version 2 added the `"validity"` record.
+pub const COLLECTION_TYPE: &str = "tag:confide.invalid,2026:ratls-collection/2";
 
 /// Media type of the stapled ledger bundle record.
 pub const LEDGER_BUNDLE_MEDIA_TYPE: &str = "application/vnd.confide.ledger-bundle";
+
+/// Media type of the bound-validity record.
+pub const VALIDITY_MEDIA_TYPE: &str = "application/vnd.confide.certificate-validity";
 
 /// Upper bound on the extension value; evidence plus certificate chains plus an
 /// inclusion proof fit comfortably, and a hostile peer cannot make us parse more.
@@ -46,6 +58,7 @@ const LABEL_TYPE: &str = "__cmwc_t";
 const LABEL_CPU: &str = "cpu";
 const LABEL_GPU: &str = "gpu";
 const LABEL_LEDGER: &str = "ledger";
+const LABEL_VALIDITY: &str = "validity";
 
 /// One wrapped conceptual message: its media type and bytes.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -65,6 +78,8 @@ pub struct NodeCollection {
     pub gpu: Option<Wrapped>,
     /// The stapled ledger bundle (entry + inclusion proof + cosigned checkpoint).
     pub ledger_bundle: Vec<u8>,
+    /// The certificate validity the CPU evidence binds.
+    pub validity: BoundValidity,
 }
 
 fn record<'a>(media_type: &'a str, value: &'a [u8], ind: u64) -> Item<'a> {
@@ -78,6 +93,7 @@ fn record<'a>(media_type: &'a str, value: &'a [u8], ind: u64) -> Item<'a> {
 impl NodeCollection {
     /// The deterministic CBOR encoding of the collection.
     pub fn to_cbor(&self) -> Vec<u8> {
+        let validity = self.validity.encode();
         let mut entries = vec![
             (Item::Text(LABEL_TYPE), Item::Text(COLLECTION_TYPE)),
             (
@@ -91,6 +107,10 @@ impl NodeCollection {
                     &self.ledger_bundle,
                     IND_REFERENCE_VALUES,
                 ),
+            ),
+            (
+                Item::Text(LABEL_VALIDITY),
+                record(VALIDITY_MEDIA_TYPE, &validity, IND_EVIDENCE),
             ),
         ];
         if let Some(gpu) = &self.gpu {
@@ -115,6 +135,7 @@ impl NodeCollection {
         let mut cpu = None;
         let mut gpu = None;
         let mut ledger = None;
+        let mut validity = None;
         for (k, v) in entries {
             // The decoder already refused duplicate keys.
             match k {
@@ -122,6 +143,7 @@ impl NodeCollection {
                 Item::Text(LABEL_CPU) => cpu = Some(parse_record(v, IND_EVIDENCE)?),
                 Item::Text(LABEL_GPU) => gpu = Some(parse_record(v, IND_EVIDENCE)?),
                 Item::Text(LABEL_LEDGER) => ledger = Some(parse_record(v, IND_REFERENCE_VALUES)?),
+                Item::Text(LABEL_VALIDITY) => validity = Some(parse_record(v, IND_EVIDENCE)?),
                 _ => return Err(bad("unknown collection label")),
             }
         }
@@ -135,10 +157,17 @@ impl NodeCollection {
         if ledger.media_type != LEDGER_BUNDLE_MEDIA_TYPE {
             return Err(bad("ledger bundle record has the wrong media type"));
         }
+        let validity = validity.ok_or(bad("validity record missing"))?;
+        if validity.media_type != VALIDITY_MEDIA_TYPE {
+            return Err(bad("validity record has the wrong media type"));
+        }
+        let validity =
+            BoundValidity::decode(&validity.value).ok_or(bad("validity record is not 16 bytes"))?;
         Ok(Self {
             cpu,
             gpu,
             ledger_bundle: ledger.value,
+            validity,
         })
     }
 
@@ -246,6 +275,10 @@ mod tests {
                 value: vec![8; 10],
             }),
             ledger_bundle: vec![9; 300],
+            validity: BoundValidity {
+                not_before: 1_000,
+                not_after: 1_600,
+            },
         }
     }
 
@@ -261,8 +294,9 @@ mod tests {
     #[test]
     fn encoding_is_canonical_and_labelled() {
         let cbor = sample(false).to_cbor();
-        // map(3), then keys sorted by encoding: "cpu" (63..), "ledger" (66..), "__cmwc_t" (68..).
-        assert_eq!(cbor[0], 0xa3);
+        // map(4), then keys sorted by encoding: "cpu" (63..), "ledger" (66..),
+        // "__cmwc_t" (68 5f..), "validity" (68 76..).
+        assert_eq!(cbor[0], 0xa4);
         assert_eq!(&cbor[1..5], b"\x63cpu");
         let item = crate::cbor::decode(&cbor).unwrap();
         let Item::Map(entries) = item else { panic!() };
@@ -272,7 +306,8 @@ mod tests {
             vec![
                 Item::Text("cpu"),
                 Item::Text("ledger"),
-                Item::Text("__cmwc_t")
+                Item::Text("__cmwc_t"),
+                Item::Text("validity")
             ]
         );
     }
@@ -325,6 +360,38 @@ mod tests {
             NodeCollection::from_cbor(&out),
             Err(RatlsError::MalformedCmw("ledger bundle record missing"))
         ));
+        // Missing or malformed validity record.
+        let validity_map = |v: Option<Item<'static>>| {
+            let mut entries = vec![
+                (Item::Text(LABEL_TYPE), Item::Text(COLLECTION_TYPE)),
+                (Item::Text("cpu"), record("a/b", b"x", IND_EVIDENCE)),
+                (
+                    Item::Text("ledger"),
+                    record(LEDGER_BUNDLE_MEDIA_TYPE, b"y", 1),
+                ),
+            ];
+            if let Some(v) = v {
+                entries.push((Item::Text(LABEL_VALIDITY), v));
+            }
+            let mut out = Vec::new();
+            crate::cbor::encode(&Item::Map(entries), &mut out);
+            NodeCollection::from_cbor(&out)
+        };
+        assert!(matches!(
+            validity_map(None),
+            Err(RatlsError::MalformedCmw("validity record missing"))
+        ));
+        assert!(matches!(
+            validity_map(Some(record(VALIDITY_MEDIA_TYPE, &[0; 15], IND_EVIDENCE))),
+            Err(RatlsError::MalformedCmw("validity record is not 16 bytes"))
+        ));
+        assert!(matches!(
+            validity_map(Some(record("a/b", &[0; 16], IND_EVIDENCE))),
+            Err(RatlsError::MalformedCmw(
+                "validity record has the wrong media type"
+            ))
+        ));
+        assert!(validity_map(Some(record(VALIDITY_MEDIA_TYPE, &[0; 16], IND_EVIDENCE))).is_ok());
         // JSON choice (UTF8String) refused.
         assert!(NodeCollection::from_extension_value(b"\x0c\x02[]").is_err());
         // Truncation at every boundary of the extension value.

@@ -47,7 +47,7 @@ impl std::error::Error for ExternalError {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum ReportDataHalf {
-    /// Bytes 0..32: SHA-256 of the certificate's SubjectPublicKeyInfo.
+    /// Bytes 0..32: SHA-256 of the certificate's SubjectPublicKeyInfo and bound validity.
     CertificateKey,
     /// Bytes 32..64: SHA-256 of the GPU evidence, or zeros without a GPU.
     GpuEvidence,
@@ -125,6 +125,13 @@ pub enum RatlsError {
     /// notAfter - notBefore exceeds the policy's freshness window.
     #[error("certificate lifetime exceeds the freshness window")]
     CertificateLifetimeTooLong,
+    /// now - notBefore exceeds the policy's maximum certificate age. The notBefore
+    /// judged is the one the evidence binds (REPORT_DATA), not only the node's word.
+    #[error("certificate is older than the policy's maximum certificate age")]
+    CertificateTooOld,
+    /// The certificate's X.509 validity differs from the validity its evidence binds.
+    #[error("certificate validity differs from the validity its evidence binds")]
+    ValidityMismatch,
     /// The evidence's collection time is older than the policy allows.
     #[error("evidence is stale")]
     StaleEvidence,
@@ -158,15 +165,48 @@ pub enum RatlsError {
     /// The platform in the evidence differs from the ledger entry's.
     #[error("evidence platform differs from the ledger entry")]
     PlatformMismatch,
-    /// The measurement in the evidence is not the one the verified ledger entry lists.
-    #[error("measurement is not the one listed in the ledger entry")]
-    MeasurementNotListed,
+    /// A measured register differs from every value the verified ledger entry pins for it.
+    #[error("{register} is not the value the ledger entry lists")]
+    MeasurementNotListed {
+        /// The register (`MEASUREMENT`, `POLICY`, `MRTD`, `RTMR1`, `gpu.5`, ...).
+        register: String,
+    },
+    /// The ledger entry pins a register the evidence does not carry.
+    #[error("the ledger entry pins {register}, which the evidence does not attest")]
+    RegisterNotAttested {
+        /// The register.
+        register: String,
+    },
+    /// The evidence carries a register that a release must pin, and this one does not.
+    #[error("the ledger entry does not pin {register}")]
+    RegisterNotPinned {
+        /// The register.
+        register: String,
+    },
+    /// The evidence carries a group of registers (a GPU's measurements) that the ledger
+    /// entry pins nothing of.
+    #[error("the evidence carries {group} measurements the ledger entry has no reference for")]
+    RegisterGroupNotPinned {
+        /// The group (`gpu`).
+        group: String,
+    },
+    /// The ledger entry pins no register at all.
+    #[error("the ledger entry pins no measurement")]
+    NothingPinned,
     /// The model digest in the evidence differs from the ledger entry's.
     #[error("model digest differs from the ledger entry")]
     ModelDigestMismatch,
     /// The ledger entry names a model digest but the evidence attests none.
     #[error("ledger entry names a model digest the evidence does not attest")]
     ModelDigestNotAttested,
+    /// The release says its node serves a model it did not measure (an OpenAI-compatible
+    /// upstream whose weights the node cannot read: [`crate::UNATTESTED_MODEL_DIGEST`]),
+    /// and the policy does not allow that.
+    #[error(
+        "model digest not attested: the node serves a model it did not measure, and the \
+         policy does not allow that (allow_unattested_model)"
+    )]
+    ModelNotAttested,
     /// The node configuration digest in the evidence differs from the ledger entry's.
     #[error("configuration digest differs from the ledger entry")]
     ConfigDigestMismatch,

@@ -16,7 +16,7 @@ use zeroize::Zeroizing;
 
 use crate::cmw::{ID_PE_CMW, NodeCollection, Wrapped};
 use crate::error::RatlsError;
-use crate::report_data::report_data;
+use crate::report_data::{BoundValidity, report_data};
 use crate::signed::CredentialSnapshot;
 use crate::traits::Attester;
 
@@ -74,7 +74,13 @@ impl NodeCredential {
                 .map_err(|_| RatlsError::KeyGeneration)?,
         );
         let spki = key_pair.subject_public_key_info();
-        let rd = report_data(&spki, gpu.map(|g| g.evidence.as_slice()));
+        // The validity is decided before the evidence is asked for, so the report binds
+        // it (ADR 0602): the client then judges the certificate's age by attested dates.
+        let validity = BoundValidity {
+            not_before: now.as_secs(),
+            not_after: not_after_secs,
+        };
+        let rd = report_data(&spki, validity, gpu.map(|g| g.evidence.as_slice()));
         let cpu_evidence = attester.attest(&rd).map_err(RatlsError::Attestation)?;
 
         let collection = NodeCollection {
@@ -87,6 +93,7 @@ impl NodeCredential {
                 value: g.evidence.clone(),
             }),
             ledger_bundle: ledger_bundle.to_vec(),
+            validity,
         };
 
         let mut params = CertificateParams::new(vec![NODE_SERVER_NAME.to_owned()])

@@ -20,6 +20,32 @@ pub trait Attester: Send + Sync {
     fn attest(&self, report_data: &[u8; 64]) -> Result<Vec<u8>, ExternalError>;
 }
 
+/// One measurement register as the hardware signed it (for example SEV-SNP `MEASUREMENT`,
+/// TDX `RTMR1`, or `gpu.5` for a GPU's SPDM measurement index 5).
+///
+/// Names containing a dot form a group (`gpu.*`): when evidence carries a group, the
+/// ledger entry must pin at least one register of it, so a release that never mentions a
+/// GPU cannot approve a node that sends plaintext to one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Register {
+    /// The register's name as the vendor's specification spells it.
+    pub name: String,
+    /// Its value.
+    pub value: Vec<u8>,
+    /// Whether a ledger entry must pin this register. The RTMR a node extends at run
+    /// time (TDX RTMR3) is the usual register that a release may leave open.
+    pub must_be_pinned: bool,
+}
+
+/// One register a ledger entry pins, with every value it accepts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Pin {
+    /// The register's name (as in [`Register::name`]).
+    pub name: String,
+    /// The accepted values (one for CPU registers; GPU references may list alternatives).
+    pub accepted: Vec<Vec<u8>>,
+}
+
 /// What a platform verifier established about CPU evidence.
 ///
 /// The verifier must have checked the signature chain to its pinned root and
@@ -28,8 +54,10 @@ pub trait Attester: Send + Sync {
 pub struct EvidenceClaims {
     /// Platform name as the ledger spells it (for example `sev-snp`, `tdx`, `simulated`).
     pub platform: String,
-    /// The launch measurement (MEASUREMENT, MRTD/RTMRs digest, ...).
+    /// The launch measurement (MEASUREMENT, MRTD‖RTMR0..3, ...), for display and receipts.
     pub measurement: Vec<u8>,
+    /// Every measured register, by name: what the ledger entry's pins are compared with.
+    pub registers: Vec<Register>,
     /// The model digest that is part of the measured configuration, when the platform attests one.
     pub model_digest: Option<Vec<u8>>,
     /// The node configuration digest bound next to the model digest (HOST_DATA /
@@ -99,8 +127,10 @@ pub struct CheckpointRef {
 pub struct LedgerEntryClaims {
     /// Platform the release is for.
     pub platform: String,
-    /// The measurement the release lists.
+    /// The release's primary measurement (SEV-SNP MEASUREMENT, TDX MRTD), for display.
     pub measurement: Vec<u8>,
+    /// Every register the release pins; evidence must match each one.
+    pub pins: Vec<Pin>,
     /// The model digest the release lists, if any.
     pub model_digest: Option<Vec<u8>>,
     /// The node configuration digest the release lists, if any.

@@ -24,8 +24,11 @@ use x509_cert::der::{Decode, Encode};
 
 use crate::cmw::NodeCollection;
 use crate::error::{RatlsError, ReportDataHalf, into_rustls};
-use crate::report_data::report_data;
-use crate::traits::{CheckpointRef, EvidenceVerifier, GpuEvidenceVerifier, InclusionVerifier};
+use crate::report_data::{BoundValidity, report_data};
+use crate::traits::{
+    CheckpointRef, EvidenceClaims, EvidenceVerifier, GpuEvidenceVerifier, InclusionVerifier,
+    LedgerEntryClaims,
+};
 
 /// id-pe-cmw (see [`crate::cmw::ID_PE_CMW`]).
 pub(crate) const CMW_OID: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.6.1.5.5.7.1.35");
@@ -47,17 +50,34 @@ pub struct NodePolicy {
     pub freshness_window: Duration,
     /// Tolerated clock difference between node and client.
     pub clock_skew: Duration,
+    /// Oldest accepted certificate: `now - notBefore`, with the notBefore the evidence
+    /// binds into REPORT_DATA ([`crate::report_data()`]). Defaults to the freshness
+    /// window.
+    pub max_certificate_age: Duration,
     /// Whether GPU evidence must be present.
     pub require_gpu: bool,
+    /// Whether a node that states [`UNATTESTED_MODEL_DIGEST`] (it serves a model it could
+    /// not measure) may be accepted. Off by default: then the model is whatever the
+    /// operator's upstream serves, not something the release names.
+    pub allow_unattested_model: bool,
 }
 
+/// The model digest a node binds and its release lists when the node cannot measure the
+/// model it serves (an OpenAI-compatible upstream whose weights it cannot read, and no
+/// `--upstream-model-file`). All zeros: SHA-256 of real weights is never that, so the
+/// value cannot be confused with a measurement, and the release says so in the open.
+pub const UNATTESTED_MODEL_DIGEST: [u8; 32] = [0; 32];
+
 impl NodePolicy {
-    /// A policy with `freshness_window`, 60 s skew and no GPU requirement.
+    /// A policy with `freshness_window` (also the maximum certificate age), 60 s skew
+    /// and no GPU requirement.
     pub fn new(freshness_window: Duration) -> Self {
         Self {
             freshness_window,
             clock_skew: Duration::from_secs(60),
+            max_certificate_age: freshness_window,
             require_gpu: false,
+            allow_unattested_model: false,
         }
     }
 }
@@ -205,6 +225,11 @@ impl NodeVerifier {
         if na.saturating_sub(nb) > secs(self.policy.freshness_window) {
             return Err(RatlsError::CertificateLifetimeTooLong);
         }
+        // The age, by the notBefore that the binding check below proves the evidence
+        // attests (checked here first because it is cheap).
+        if now_s.saturating_sub(nb) > secs(self.policy.max_certificate_age) {
+            return Err(RatlsError::CertificateTooOld);
+        }
 
         // Exactly one id-pe-cmw extension; no unknown critical extension.
         let mut cmw_value = None;
@@ -245,7 +270,14 @@ impl NodeVerifier {
             .subject_public_key_info()
             .to_der()
             .map_err(|_| RatlsError::MalformedCertificate)?;
-        let mut expected = report_data(&spki, collection.gpu.as_ref().map(|g| g.value.as_slice()));
+        // The binding is computed with the validity the collection says was bound: a
+        // foreign key fails here, while a certificate whose own dates differ from the
+        // attested ones fails just below, with its own error.
+        let mut expected = report_data(
+            &spki,
+            collection.validity,
+            collection.gpu.as_ref().map(|g| g.value.as_slice()),
+        );
         if let Some(digest) = embedded_gpu {
             expected[32..].copy_from_slice(&digest);
         }
@@ -253,6 +285,14 @@ impl NodeVerifier {
             return Err(RatlsError::ReportDataMismatch(
                 ReportDataHalf::CertificateKey,
             ));
+        }
+        if collection.validity
+            != (BoundValidity {
+                not_before: nb,
+                not_after: na,
+            })
+        {
+            return Err(RatlsError::ValidityMismatch);
         }
         if claims.report_data[32..] != expected[32..] {
             return Err(RatlsError::ReportDataMismatch(ReportDataHalf::GpuEvidence));
@@ -286,26 +326,13 @@ impl NodeVerifier {
             .map_err(RatlsError::InclusionRejected)?;
 
         // The evidence must be exactly what the verified entry lists.
-        if claims.platform != entry.platform {
-            return Err(RatlsError::PlatformMismatch);
-        }
-        if claims.measurement != entry.measurement {
-            return Err(RatlsError::MeasurementNotListed);
-        }
-        match (&entry.model_digest, &claims.model_digest) {
-            (None, None) => {}
-            (Some(_), None) => return Err(RatlsError::ModelDigestNotAttested),
-            (Some(a), Some(b)) if a == b => {}
-            _ => return Err(RatlsError::ModelDigestMismatch),
-        }
-        // The configuration (upstream URL, limits, development switches) is part of
-        // what the release approves: the released binary run with an operator-chosen
-        // configuration is not the release.
-        match (&entry.config_digest, &claims.config_digest) {
-            (None, None) => {}
-            (Some(_), None) => return Err(RatlsError::ConfigDigestNotAttested),
-            (Some(a), Some(b)) if a == b => {}
-            _ => return Err(RatlsError::ConfigDigestMismatch),
+        match_release(&claims, &entry)?;
+        // A release may say openly that its node does not know which model it serves;
+        // whoever did not opt in to that refuses it.
+        if entry.model_digest.as_deref() == Some(&UNATTESTED_MODEL_DIGEST[..])
+            && !self.policy.allow_unattested_model
+        {
+            return Err(RatlsError::ModelNotAttested);
         }
         if now_s < entry.valid_from.as_secs() {
             return Err(RatlsError::LedgerEntryNotYetValid);
@@ -331,6 +358,69 @@ impl NodeVerifier {
             },
         })
     }
+}
+
+/// Compare verified evidence with a verified ledger entry: the same platform, every
+/// pinned register equal to one of its accepted values, every register a release must
+/// pin pinned, every register group (a GPU) referenced, and the same model and
+/// configuration digests. The first difference is the error, and it names the register.
+///
+/// The one comparison of the pipeline: the RA-TLS verifiers call it, and so can anyone
+/// holding claims (an auditor comparing a quote with a release, say).
+pub fn match_release(claims: &EvidenceClaims, entry: &LedgerEntryClaims) -> Result<(), RatlsError> {
+    if claims.platform != entry.platform {
+        return Err(RatlsError::PlatformMismatch);
+    }
+    if entry.pins.is_empty() {
+        return Err(RatlsError::NothingPinned);
+    }
+    for pin in &entry.pins {
+        let Some(reg) = claims.registers.iter().find(|r| r.name == pin.name) else {
+            return Err(RatlsError::RegisterNotAttested {
+                register: pin.name.clone(),
+            });
+        };
+        if !pin.accepted.contains(&reg.value) {
+            return Err(RatlsError::MeasurementNotListed {
+                register: pin.name.clone(),
+            });
+        }
+    }
+    for reg in &claims.registers {
+        let pinned = |name: &str| entry.pins.iter().any(|p| p.name == name);
+        if reg.must_be_pinned && !pinned(&reg.name) {
+            return Err(RatlsError::RegisterNotPinned {
+                register: reg.name.clone(),
+            });
+        }
+        if let Some((group, _)) = reg.name.split_once('.') {
+            let referenced = entry
+                .pins
+                .iter()
+                .any(|p| p.name.split_once('.').is_some_and(|(g, _)| g == group));
+            if !referenced {
+                return Err(RatlsError::RegisterGroupNotPinned {
+                    group: group.to_owned(),
+                });
+            }
+        }
+    }
+    match (&entry.model_digest, &claims.model_digest) {
+        (None, None) => {}
+        (Some(_), None) => return Err(RatlsError::ModelDigestNotAttested),
+        (Some(a), Some(b)) if a == b => {}
+        _ => return Err(RatlsError::ModelDigestMismatch),
+    }
+    // The configuration (upstream URL, limits, development switches) is part of what
+    // the release approves: the released binary run with an operator-chosen
+    // configuration is not the release.
+    match (&entry.config_digest, &claims.config_digest) {
+        (None, None) => {}
+        (Some(_), None) => return Err(RatlsError::ConfigDigestNotAttested),
+        (Some(a), Some(b)) if a == b => {}
+        _ => return Err(RatlsError::ConfigDigestMismatch),
+    }
+    Ok(())
 }
 
 #[derive(Debug, Default)]

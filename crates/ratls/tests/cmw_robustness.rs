@@ -17,6 +17,10 @@ fn sample() -> NodeCollection {
             value: vec![0x55; 200],
         }),
         ledger_bundle: vec![0xaa; 700],
+        validity: confide_ratls::BoundValidity {
+            not_before: 1_790_000_000,
+            not_after: 1_790_003_600,
+        },
     }
 }
 

@@ -201,7 +201,7 @@ fn unlisted_measurement_fails() {
     // The node runs measurement 0x66 but can only staple the entry for 0x01.
     s.attester.measurement = measurement(0x66);
     let e = run(&s, s.world.verifier()).unwrap_err();
-    assert!(matches!(*e, RatlsError::MeasurementNotListed), "{e}");
+    assert!(matches!(*e, RatlsError::MeasurementNotListed { .. }), "{e}");
 }
 
 #[test]
@@ -213,6 +213,36 @@ fn model_digest_mismatch_fails() {
     s.attester.model_digest = None;
     let e = run(&s, s.world.verifier()).unwrap_err();
     assert!(matches!(*e, RatlsError::ModelDigestNotAttested), "{e}");
+}
+
+#[test]
+fn unattested_model_is_refused_unless_the_policy_allows_it() {
+    // A node in front of an upstream it cannot measure binds, and its release lists,
+    // the all-zero "not attested" digest: evidence and release agree, yet by default the
+    // client refuses, because nobody vouches for the model.
+    let mut s = Setup::new();
+    s.attester.model_digest = Some(UNATTESTED_MODEL_DIGEST.to_vec());
+    s.entry = TestEntry::matching(&s.attester);
+    let e = run(&s, s.world.verifier()).unwrap_err();
+    assert!(matches!(*e, RatlsError::ModelNotAttested), "{e}");
+    assert!(
+        e.to_string().starts_with("model digest not attested"),
+        "{e}"
+    );
+
+    let mut policy = NodePolicy::new(WINDOW);
+    policy.allow_unattested_model = true;
+    let allowing = NodeVerifier::new(
+        policy,
+        Arc::new(TestEvidenceVerifier {
+            vendor: s.world.vendor.verifying_key(),
+        }),
+        Arc::new(TestInclusionVerifier {
+            ledger: s.world.ledger.verifying_key(),
+        }),
+    );
+    let node = run(&s, allowing).unwrap();
+    assert_eq!(node.model_digest(), Some(&UNATTESTED_MODEL_DIGEST[..]));
 }
 
 #[test]
@@ -454,7 +484,13 @@ fn gpu_evidence_is_bound_and_verified() {
         }
     }
     let other = gpu_evidence(&s.world.gpu_vendor, b"another GPU");
-    let other_half: [u8; 32] = report_data(b"", Some(&other))[32..].try_into().unwrap();
+    let any = BoundValidity {
+        not_before: 0,
+        not_after: 0,
+    };
+    let other_half: [u8; 32] = report_data(b"", any, Some(&other))[32..]
+        .try_into()
+        .unwrap();
     let cred = NodeCredential::issue(
         &GpuSwap(&s.attester, other_half),
         Some(&gpu),
@@ -600,7 +636,7 @@ fn mutual_ratls_between_nodes() {
     assert!(pump(&mut client, &mut server).is_err());
     assert!(matches!(
         *server_outcome.error().unwrap(),
-        RatlsError::MeasurementNotListed
+        RatlsError::MeasurementNotListed { .. }
     ));
 
     // A caller without any certificate is refused too.
@@ -694,4 +730,126 @@ fn gpu_evidence_embedded_in_cpu_evidence_is_bound() {
     // A different embedded digest fails too.
     let (r, _, _) = handshake_with(verifier(Some([0x3d; 32]), false), config(), T0 + 60);
     assert!(r.is_err());
+}
+
+/// A certificate for `key` whose X.509 validity is `x509`, carrying evidence over
+/// REPORT_DATA bound to `attested` and a validity record saying `recorded` (what a node
+/// whose own code misstates its certificate's dates would present).
+fn certificate_with_validity(
+    s: &Setup,
+    key: &rcgen::KeyPair,
+    x509: BoundValidity,
+    attested: BoundValidity,
+    recorded: BoundValidity,
+) -> CertificateDer<'static> {
+    use rcgen::PublicKeyData as _;
+    let spki = key.subject_public_key_info();
+    let evidence = s
+        .attester
+        .attest(&report_data(&spki, attested, None))
+        .unwrap();
+    let collection = cmw::NodeCollection {
+        cpu: cmw::Wrapped {
+            media_type: s.attester.media_type().to_owned(),
+            value: evidence,
+        },
+        gpu: None,
+        ledger_bundle: s.entry.bundle(&s.world.ledger),
+        validity: recorded,
+    };
+    let odt = |t: u64| time::OffsetDateTime::from_unix_timestamp(t as i64).unwrap();
+    let mut params = rcgen::CertificateParams::new(vec![NODE_SERVER_NAME.to_owned()]).unwrap();
+    params.not_before = odt(x509.not_before);
+    params.not_after = odt(x509.not_after);
+    params
+        .custom_extensions
+        .push(rcgen::CustomExtension::from_oid_content(
+            &cmw::ID_PE_CMW,
+            collection.to_extension_value(),
+        ));
+    params.self_signed(key).unwrap().der().clone()
+}
+
+/// Issue 13, finding 6: the certificate's validity is bound into REPORT_DATA, and a
+/// certificate whose X.509 dates differ from the attested ones is refused.
+#[test]
+fn certificate_validity_differing_from_the_bound_one_fails() {
+    let s = Setup::new();
+    let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+    let bound = BoundValidity {
+        not_before: T0,
+        not_after: T0 + 600,
+    };
+    let handshake = |cert: CertificateDer<'static>| {
+        let (r, _, outcome) =
+            handshake_with(s.world.verifier(), attacker_config(cert, &key), T0 + 60);
+        (r.is_ok(), outcome.error().map(|e| e.to_string()))
+    };
+    // Control: the same construction with consistent dates is accepted, so each refusal
+    // below is caused by the dates alone.
+    let ok = certificate_with_validity(&s, &key, bound, bound, bound);
+    assert_eq!(handshake(ok), (true, None));
+
+    // The evidence binds [T0, T0+600], the certificate says it lives until T0+3600:
+    // a longer life than attested.
+    let later = BoundValidity {
+        not_after: T0 + 3600,
+        ..bound
+    };
+    let cert = certificate_with_validity(&s, &key, later, bound, bound);
+    let (r, _, outcome) = handshake_with(s.world.verifier(), attacker_config(cert, &key), T0 + 60);
+    assert!(r.is_err());
+    assert!(matches!(
+        *outcome.error().unwrap(),
+        RatlsError::ValidityMismatch
+    ));
+    // A notBefore moved forward (to look newer than attested).
+    let newer = BoundValidity {
+        not_before: T0 + 30,
+        ..bound
+    };
+    let cert = certificate_with_validity(&s, &key, newer, bound, bound);
+    let (r, _, outcome) = handshake_with(s.world.verifier(), attacker_config(cert, &key), T0 + 60);
+    assert!(r.is_err());
+    assert!(matches!(
+        *outcome.error().unwrap(),
+        RatlsError::ValidityMismatch
+    ));
+    // The validity record rewritten to match the new dates: the evidence no longer
+    // binds what the record claims, so the binding itself fails.
+    let cert = certificate_with_validity(&s, &key, newer, bound, newer);
+    let (r, _, outcome) = handshake_with(s.world.verifier(), attacker_config(cert, &key), T0 + 60);
+    assert!(r.is_err());
+    assert!(matches!(
+        *outcome.error().unwrap(),
+        RatlsError::ReportDataMismatch(ReportDataHalf::CertificateKey)
+    ));
+}
+
+/// The client's maximum certificate age, judged from the attested notBefore.
+#[test]
+fn certificate_older_than_the_policy_allows_fails() {
+    let mut s = Setup::new();
+    let mut policy = NodePolicy::new(WINDOW);
+    policy.max_certificate_age = Duration::from_secs(600);
+    let verifier = || {
+        NodeVerifier::new(
+            policy,
+            Arc::new(TestEvidenceVerifier {
+                vendor: s.world.vendor.verifying_key(),
+            }),
+            Arc::new(TestInclusionVerifier {
+                ledger: s.world.ledger.verifying_key(),
+            }),
+        )
+    };
+    // Ten minutes old: accepted.
+    s.verify_at = T0 + 600;
+    run(&s, verifier()).unwrap();
+    // Older, though well within its notAfter and the freshness window: refused.
+    s.verify_at = T0 + 601;
+    let e = run(&s, verifier()).unwrap_err();
+    assert!(matches!(*e, RatlsError::CertificateTooOld), "{e}");
+    // The default maximum age is the freshness window.
+    assert_eq!(NodePolicy::new(WINDOW).max_certificate_age, WINDOW);
 }

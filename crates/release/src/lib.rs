@@ -6,7 +6,8 @@
 //! - [`LedgerEntry`]: what the ledger logs. Either a [`ReleaseManifest`] (a node build
 //!   that may serve: platform, measurement, model digest, source revision, build recipe
 //!   digest, validity window, notes) or a [`KeyConfigEntry`] (a gateway's RFC 9458
-//!   `application/ohttp-keys` with its validity). [`LedgerEntry::encode`] is the one
+//!   `application/ohttp-keys` with its validity) or a [`Revocation`] (an earlier release's
+//!   leaf index and the reason it must no longer be used). [`LedgerEntry::encode`] is the one
 //!   canonical byte encoding (so one manifest has one leaf hash, RFC 9162 §2.1.1) and
 //!   [`LedgerEntry::decode`] rejects anything that is not exactly that encoding. For
 //!   humans the same values read from TOML or JSON ([`LedgerEntry::from_toml`]).
@@ -28,10 +29,13 @@ mod entry;
 mod verify;
 
 pub use bundle::Bundle;
-pub use entry::{KeyConfigEntry, LedgerEntry, Platform, ReleaseManifest};
+pub use entry::{
+    GpuReference, KeyConfigEntry, LedgerEntry, MeasurementScheme, Platform, ReleaseManifest,
+    Revocation, TDX_REGISTER_LEN,
+};
 pub use verify::{
     LedgerTrust, StoredCheckpoint, VerifiedCheckpoint, VerifiedInclusion, verify_bundle,
-    verify_checkpoint,
+    verify_checkpoint, verify_entry_under,
 };
 
 pub use confide_tlog::Hash;
@@ -169,4 +173,30 @@ pub enum Error {
     /// The stored checkpoint is for another log.
     #[error("stored checkpoint belongs to another log")]
     StoredOriginMismatch,
+    /// No trusted witness cosigned the checkpoint recently enough: the log may have been
+    /// frozen for this device.
+    #[error(
+        "stale checkpoint: newest witness cosignature {} is older than the {max_age} s the policy allows (now {now})",
+        newest.map_or_else(|| "(none)".to_owned(), |t| format!("at {t}"))
+    )]
+    StaleCheckpoint {
+        /// Newest verified cosignature time, unix seconds.
+        newest: Option<u64>,
+        /// The time checked against.
+        now: u64,
+        /// The policy's limit, seconds.
+        max_age: u64,
+    },
+    /// The release was published longer ago than the policy's maximum release age.
+    #[error(
+        "release too old: valid since {not_before}, more than the {max_age} s the policy allows (now {now})"
+    )]
+    ReleaseTooOld {
+        /// The release's `not_before`.
+        not_before: u64,
+        /// The time checked against.
+        now: u64,
+        /// The policy's limit, seconds.
+        max_age: u64,
+    },
 }

@@ -145,6 +145,7 @@ impl StoredCheckpoint {
 pub struct VerifiedCheckpoint {
     checkpoint: StoredCheckpoint,
     cosigners: Vec<String>,
+    newest_cosignature: Option<u64>,
     note: String,
 }
 
@@ -162,6 +163,27 @@ impl VerifiedCheckpoint {
     /// The complete signed note that was verified.
     pub fn note(&self) -> &str {
         &self.note
+    }
+
+    /// The newest verified cosignature time among the trusted witnesses (unix seconds),
+    /// `None` when no trusted witness cosigned.
+    pub fn newest_cosignature(&self) -> Option<u64> {
+        self.newest_cosignature
+    }
+
+    /// Require a trusted witness to have cosigned this checkpoint within `max_age`
+    /// seconds of `now` (unix seconds, passed in). Witnesses cosign the log's latest
+    /// checkpoint again and again, even when it has not grown, so an old newest
+    /// cosignature means the device is being shown a frozen view of the log.
+    pub fn check_fresh(&self, now: u64, max_age: u64) -> Result<(), Error> {
+        match self.newest_cosignature {
+            Some(t) if now.saturating_sub(t) <= max_age => Ok(()),
+            newest => Err(Error::StaleCheckpoint {
+                newest,
+                now,
+                max_age,
+            }),
+        }
     }
 }
 
@@ -228,12 +250,16 @@ pub fn verify_checkpoint(
     }
     // Each trusted witness counts once; lines by unknown keys are ignored (C2SP
     // tlog-cosignature) and a line that fails to verify does not count.
-    let cosigners: Vec<String> = trust
-        .witnesses
-        .iter()
-        .filter(|w| w.verify(&note).is_ok())
-        .map(|w| w.name().to_owned())
-        .collect();
+    let mut cosigners = Vec::new();
+    let mut newest_cosignature = None;
+    for w in &trust.witnesses {
+        if let Ok(time) = w.verify(&note) {
+            cosigners.push(w.name().to_owned());
+            // Witness keys are cosignature/v1 keys, whose verified line carries the
+            // (signed) time the witness cosigned at.
+            newest_cosignature = newest_cosignature.max(time);
+        }
+    }
     if cosigners.len() < trust.quorum {
         return Err(Error::TooFewCosignatures {
             valid: cosigners.len(),
@@ -247,6 +273,7 @@ pub fn verify_checkpoint(
     Ok(VerifiedCheckpoint {
         checkpoint: new,
         cosigners,
+        newest_cosignature,
         note: note_text.to_owned(),
     })
 }
@@ -292,23 +319,37 @@ pub fn verify_bundle(
     consistency_proof: Option<&[Hash]>,
 ) -> Result<VerifiedInclusion, Error> {
     let checkpoint = verify_checkpoint(&bundle.checkpoint, trust, last_seen, consistency_proof)?;
-    let entry = LedgerEntry::decode(&bundle.entry)?;
-    let leaf_hash = confide_tlog::leaf_hash(&bundle.entry);
+    verify_entry_under(&checkpoint, &bundle.entry, bundle.index, &bundle.proof)
+}
+
+/// Verify that `entry` (its canonical encoding) sits at `index` under an already verified
+/// checkpoint, by its RFC 9162 §2.1.3.2 inclusion proof. For many entries under one
+/// checkpoint (a device's whole ledger view) this checks the checkpoint's signatures once,
+/// where [`verify_bundle`] per entry would check them once per entry.
+pub fn verify_entry_under(
+    checkpoint: &VerifiedCheckpoint,
+    entry: &[u8],
+    index: u64,
+    proof: &[Hash],
+) -> Result<VerifiedInclusion, Error> {
+    let decoded = LedgerEntry::decode(entry)?;
+    let leaf_hash = confide_tlog::leaf_hash(entry);
     let cp = &checkpoint.checkpoint;
-    confide_tlog::verify_inclusion(&leaf_hash, bundle.index, cp.size, &bundle.proof, &cp.root)
-        .map_err(|e| match e {
+    confide_tlog::verify_inclusion(&leaf_hash, index, cp.size, proof, &cp.root).map_err(
+        |e| match e {
             confide_tlog::Error::IndexOutOfRange { index, size } => {
                 Error::IndexOutOfRange { index, size }
             }
             confide_tlog::Error::ProofTooShort { got, want } => Error::TruncatedProof { got, want },
             confide_tlog::Error::ProofTooLong { got, want } => Error::PaddedProof { got, want },
             _ => Error::NotIncluded,
-        })?;
+        },
+    )?;
     Ok(VerifiedInclusion {
-        entry,
+        entry: decoded,
         leaf_hash,
-        index: bundle.index,
-        checkpoint,
+        index,
+        checkpoint: checkpoint.clone(),
     })
 }
 

@@ -15,6 +15,9 @@ fn manifest(i: u64) -> ReleaseManifest {
     ReleaseManifest {
         platform: Platform::SevSnp,
         measurement: vec![0xAB; 48],
+        snp_policy: Some(0x30000),
+        rtmrs: Vec::new(),
+        gpu_reference: Default::default(),
         model_digest: [0x11; 32],
         config_digest: [0x33; 32],
         source_revision: format!("git:{i:040x}"),
@@ -29,21 +32,23 @@ fn manifest(i: u64) -> ReleaseManifest {
 fn entry_known_answer_and_round_trip() {
     let e = LedgerEntry::Release(manifest(1));
     let b = e.encode().unwrap();
-    // Layout pinned: magic, kind, platform, measurement length. The leaf hash below
+    // Layout pinned: magic, kind 0x04, platform, measurement length; then the policy
+    // presence byte and the big-endian policy, no RTMRs, no GPU pins. The leaf hash below
     // was computed independently (Python hashlib over the layout in entry.rs).
-    assert!(b.starts_with(b"confide-ledger-entry/v1\n\x03\x01\x30"));
+    assert!(b.starts_with(b"confide-ledger-entry/v1\n\x04\x01\x30"));
+    assert_eq!(
+        &b[24 + 3 + 48..24 + 3 + 48 + 11],
+        &[1, 0, 0, 0, 0, 0, 3, 0, 0, 0, 0]
+    );
     assert_eq!(
         b.len(),
-        24 + 1 + 1 + 1 + 48 + 32 + 32 + 2 + 44 + 32 + 8 + 8 + 2 + 24
+        24 + 1 + 1 + 1 + 48 + 9 + 1 + 1 + 32 + 32 + 2 + 44 + 32 + 8 + 8 + 2 + 24
     );
     assert_eq!(
         hex::encode(leaf_hash(&b).0),
         hex::encode(e.leaf_hash().unwrap().0)
     );
-    assert_eq!(
-        format!("{:?}", e.leaf_hash().unwrap()),
-        "2c0dd9230b98187ce10e78fcdf457af0e239f11b4ba6a10aa763e984f051f936"
-    );
+    assert_eq!(format!("{:?}", e.leaf_hash().unwrap()), LEAF_HASH_V3);
     assert_eq!(LedgerEntry::decode(&b).unwrap(), e);
 
     let k = LedgerEntry::KeyConfig(KeyConfigEntry {
@@ -65,11 +70,120 @@ fn entry_known_answer_and_round_trip() {
     assert_eq!(LedgerEntry::decode(&kb).unwrap(), k);
 }
 
+/// Leaf hash of `manifest(1)`, computed with Python's hashlib over the documented layout.
+const LEAF_HASH_V3: &str = "118d757ce6f02c7d323c7601c72c23319e4ccd7978883ece6a9a5775cb6ccc3c";
+
+fn tdx_manifest(rtmrs: usize) -> ReleaseManifest {
+    ReleaseManifest {
+        platform: Platform::Tdx,
+        measurement: vec![0x0D; 48],
+        snp_policy: None,
+        rtmrs: (0..rtmrs).map(|i| vec![0xA0 + i as u8; 48]).collect(),
+        gpu_reference: [
+            (2u8, vec![vec![0x02; 48]]),
+            (9, vec![vec![0x09; 48], vec![0x19; 48]]),
+        ]
+        .into_iter()
+        .collect(),
+        ..manifest(1)
+    }
+}
+
 #[test]
-fn retired_release_v1_entry_is_rejected_with_a_typed_error() {
-    // A v1 release entry (kind 0x01, no config digest): the v2 encoding less the
-    // config digest, with the old kind byte. It must not be misparsed as v2.
-    let v2 = LedgerEntry::Release(manifest(1)).encode().unwrap();
+fn tdx_and_gpu_pins_round_trip_and_name_their_registers() {
+    for n in [3, 4] {
+        let m = tdx_manifest(n);
+        let e = LedgerEntry::Release(m.clone());
+        let b = e.encode().unwrap();
+        assert_eq!(LedgerEntry::decode(&b).unwrap(), e);
+        let names: Vec<String> = m.pins().into_iter().map(|(n, _)| n).collect();
+        let mut want = vec!["MRTD", "RTMR0", "RTMR1", "RTMR2"];
+        if n == 4 {
+            want.push("RTMR3");
+        }
+        want.extend(["gpu.2", "gpu.9"]);
+        assert_eq!(names, want);
+        // Documents carry the same values.
+        let json = e.to_json().unwrap();
+        assert_eq!(LedgerEntry::from_document(&json).unwrap(), e);
+    }
+    let snp = manifest(1).pins();
+    assert_eq!(snp[0].0, "MEASUREMENT");
+    assert_eq!(
+        snp[1],
+        ("POLICY".into(), vec![0x30000u64.to_le_bytes().to_vec()])
+    );
+}
+
+#[test]
+fn each_platform_must_pin_what_it_measures() {
+    let invalid = |m: ReleaseManifest, field: &str| match LedgerEntry::Release(m).encode() {
+        Err(Error::InvalidField { field: f, .. }) => assert_eq!(f, field),
+        other => panic!("expected invalid {field}, got {other:?}"),
+    };
+    invalid(
+        ReleaseManifest {
+            snp_policy: None,
+            ..manifest(1)
+        },
+        "snp_policy",
+    );
+    invalid(
+        ReleaseManifest {
+            rtmrs: vec![vec![0; 48]; 3],
+            ..manifest(1)
+        },
+        "rtmrs",
+    );
+    invalid(tdx_manifest(2), "rtmrs");
+    invalid(tdx_manifest(5), "rtmrs");
+    let mut short = tdx_manifest(3);
+    short.rtmrs[1].pop();
+    invalid(short, "rtmrs");
+    invalid(
+        ReleaseManifest {
+            snp_policy: Some(0x30000),
+            ..tdx_manifest(3)
+        },
+        "snp_policy",
+    );
+    let mut unsorted = tdx_manifest(3);
+    unsorted
+        .gpu_reference
+        .insert(4, vec![vec![2; 48], vec![1; 48]]);
+    invalid(unsorted, "gpu_reference");
+    let mut empty = tdx_manifest(3);
+    empty.gpu_reference.insert(4, vec![]);
+    invalid(empty, "gpu_reference");
+}
+
+/// The v2 encoding (kind 0x03): what `confide release publish` wrote before release pins.
+fn release_v2_bytes(m: &ReleaseManifest) -> Vec<u8> {
+    let mut b = b"confide-ledger-entry/v1\n".to_vec();
+    b.extend_from_slice(&[0x03, 0x01, 48]);
+    b.extend_from_slice(&m.measurement);
+    b.extend_from_slice(&m.model_digest);
+    b.extend_from_slice(&m.config_digest);
+    b.extend_from_slice(&(m.source_revision.len() as u16).to_be_bytes());
+    b.extend_from_slice(m.source_revision.as_bytes());
+    b.extend_from_slice(&m.build_recipe_digest);
+    b.extend_from_slice(&m.not_before.to_be_bytes());
+    b.extend_from_slice(&m.not_after.to_be_bytes());
+    b.extend_from_slice(&(m.notes.len() as u16).to_be_bytes());
+    b.extend_from_slice(m.notes.as_bytes());
+    b
+}
+
+#[test]
+fn retired_release_entries_are_rejected_with_a_typed_error() {
+    // v2 (kind 0x03): one 48-byte value per platform, so MRTD alone on TDX.
+    let v2 = release_v2_bytes(&manifest(1));
+    match LedgerEntry::decode(&v2) {
+        Err(Error::RetiredEntryFormat(why)) => assert!(why.contains("rtmrs"), "{why}"),
+        other => panic!("{other:?}"),
+    }
+    // v1 (kind 0x01, no config digest): v2 less the config digest, with the old kind
+    // byte. Neither may be misparsed as the current format.
     let mut v1 = v2[..24 + 1 + 1 + 1 + 48 + 32].to_vec();
     v1[24] = 0x01;
     v1.extend_from_slice(&v2[24 + 1 + 1 + 1 + 48 + 32 + 32..]);
@@ -82,7 +196,7 @@ fn retired_release_v1_entry_is_rejected_with_a_typed_error() {
 #[test]
 fn manifest_document_requires_config_digest() {
     let doc = format!(
-        "platform = \"sev-snp\"\nmeasurement = \"{}\"\nmodel_digest = \"{}\"\n\
+        "platform = \"sev-snp\"\nsnp_policy = 0x30000\nmeasurement = \"{}\"\nmodel_digest = \"{}\"\n\
          source_revision = \"r1\"\nbuild_recipe_digest = \"{}\"\nnot_before = 1\nnot_after = 2\n",
         "ab".repeat(48),
         "11".repeat(32),
@@ -163,6 +277,7 @@ fn entry_decoder_rejects_non_canonical_and_malformed() {
 fn human_documents() {
     let toml = r#"
 platform = "sev-snp"
+snp_policy = 0x30000
 measurement = "abababababababababababababababababababababababababababababababababababababababababababababababab"
 model_digest = "1111111111111111111111111111111111111111111111111111111111111111"
 config_digest = "3333333333333333333333333333333333333333333333333333333333333333"
@@ -480,4 +595,141 @@ fn trust_configuration_is_validated() {
     let t = LedgerTrust::new(&l, &w, 3).unwrap();
     let v = verify_checkpoint(&log.checkpoint(1), &t, None, None).unwrap();
     assert_eq!(v.checkpoint().size(), 1);
+}
+
+#[test]
+fn newest_cosignature_time_is_verified_and_checked_for_age() {
+    let log = Log::new(4);
+    // Two witnesses cosign at different times; the newest counts.
+    let cp = Checkpoint::new(ORIGIN, 4, log.tree.root_at(4).unwrap()).unwrap();
+    let mut n = Note::new(&cp.to_text()).unwrap();
+    n.add_signature(log.ledger.sign_note(n.text()).unwrap())
+        .unwrap();
+    n.add_signature(log.witnesses[0].cosign(&cp.to_text(), 1_000).unwrap())
+        .unwrap();
+    n.add_signature(log.witnesses[1].cosign(&cp.to_text(), 5_000).unwrap())
+        .unwrap();
+    let v = verify_checkpoint(&n.encode(), &log.trust(2), None, None).unwrap();
+    assert_eq!(v.newest_cosignature(), Some(5_000));
+    assert!(v.check_fresh(5_600, 600).is_ok());
+    assert_eq!(
+        v.check_fresh(5_601, 600),
+        Err(Error::StaleCheckpoint {
+            newest: Some(5_000),
+            now: 5_601,
+            max_age: 600
+        })
+    );
+
+    // A cosignature line whose timestamp was altered does not verify, so it neither
+    // counts towards the quorum nor makes the checkpoint look fresher.
+    use base64::Engine as _;
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let line = n.signatures()[2].to_line();
+    let (head, sig) = line.trim_end().rsplit_once(' ').unwrap();
+    let mut raw = b64.decode(sig).unwrap();
+    // key ID (4 bytes), then the big-endian timestamp the witness signed.
+    raw[4..12].copy_from_slice(&9_999u64.to_be_bytes());
+    let forged = n
+        .encode()
+        .replacen(&line, &format!("{head} {}\n", b64.encode(&raw)), 1);
+    let v = verify_checkpoint(&forged, &log.trust(1), None, None).unwrap();
+    assert_eq!(v.newest_cosignature(), Some(1_000));
+
+    // No trusted cosignature at all (quorum 0): never fresh.
+    let mut bare = Note::new(&cp.to_text()).unwrap();
+    bare.add_signature(log.ledger.sign_note(bare.text()).unwrap())
+        .unwrap();
+    let v = verify_checkpoint(&bare.encode(), &log.trust(0), None, None).unwrap();
+    assert!(matches!(
+        v.check_fresh(10, 1_000_000),
+        Err(Error::StaleCheckpoint { newest: None, .. })
+    ));
+}
+
+#[test]
+fn release_age_counts_from_not_before() {
+    let m = manifest(1); // not_before 1_700_000_000
+    assert!(m.check_age(1_700_000_000 + 86_400, 86_400).is_ok());
+    assert_eq!(
+        m.check_age(1_700_000_000 + 86_401, 86_400),
+        Err(Error::ReleaseTooOld {
+            not_before: 1_700_000_000,
+            now: 1_700_086_401,
+            max_age: 86_400
+        })
+    );
+}
+
+/// Many entries under one checkpoint: `verify_entry_under` checks only the inclusion proof
+/// against a checkpoint verified once (issue 13, finding 7: a device's ledger view used to
+/// re-verify every signature once per entry). It yields exactly what `verify_bundle` yields,
+/// and refuses a wrong index, a wrong entry and a wrong proof.
+#[test]
+fn entries_under_one_verified_checkpoint() {
+    let ledger = SignerKey::from_seed("ledger.test", KeyType::Ed25519, &[1; 32]).unwrap();
+    let witness = SignerKey::from_seed("w.test", KeyType::CosignatureV1, &[2; 32]).unwrap();
+    let entries: Vec<Vec<u8>> = (0..5u8)
+        .map(|i| {
+            LedgerEntry::KeyConfig(confide_release::KeyConfigEntry {
+                key_config: vec![i; 8],
+                not_before: 1,
+                not_after: 2,
+            })
+            .encode()
+            .unwrap()
+        })
+        .collect();
+    let mut tree = confide_tlog::MemoryTree::new();
+    for e in &entries {
+        tree.push(confide_tlog::leaf_hash(e));
+    }
+    let cp = confide_note::Checkpoint::new("ledger.test", 5, tree.root_at(5).unwrap()).unwrap();
+    let mut note = confide_note::Note::new(&cp.to_text()).unwrap();
+    note.add_signature(ledger.sign_note(note.text()).unwrap())
+        .unwrap();
+    note.add_signature(witness.cosign(&cp.to_text(), 1_750_000_000).unwrap())
+        .unwrap();
+    let note = note.encode();
+    let trust = LedgerTrust::new(
+        &ledger.verifier().to_vkey(),
+        &[witness.verifier().to_vkey()],
+        1,
+    )
+    .unwrap();
+    let checked = confide_release::verify_checkpoint(&note, &trust, None, None).unwrap();
+    for (i, e) in entries.iter().enumerate() {
+        let i = i as u64;
+        let proof = confide_tlog::inclusion_proof(&tree, i, 5).unwrap();
+        let once = confide_release::verify_entry_under(&checked, e, i, &proof).unwrap();
+        let each = verify_bundle(
+            &Bundle {
+                entry: e.clone(),
+                index: i,
+                proof: proof.clone(),
+                checkpoint: note.clone(),
+            },
+            &trust,
+            None,
+            None,
+        )
+        .unwrap();
+        assert_eq!(
+            (once.index(), once.leaf_hash()),
+            (each.index(), each.leaf_hash())
+        );
+        assert_eq!(once.entry(), each.entry());
+        assert_eq!(once.checkpoint(), each.checkpoint());
+        let other = (i + 1) % 5;
+        assert!(confide_release::verify_entry_under(&checked, e, other, &proof).is_err());
+        assert!(
+            confide_release::verify_entry_under(&checked, &entries[other as usize], i, &proof)
+                .is_err()
+        );
+    }
+    let proof = confide_tlog::inclusion_proof(&tree, 0, 5).unwrap();
+    assert!(matches!(
+        confide_release::verify_entry_under(&checked, &entries[0], 9, &proof),
+        Err(confide_release::Error::IndexOutOfRange { index: 9, size: 5 })
+    ));
 }

@@ -15,7 +15,7 @@
 //!    `VerifiedNode` exists.
 //!
 //! Requests then travel as frames inside that TLS session; the node streams text back.
-//! On `session-unknown` / `node-gone`, the client opens a new session (repeating every
+//! On `session-unknown` / `node-gone` / `node-timeout`, the client opens a new session (repeating every
 //! check) and retries once, telling the caller through [`Event::Reattested`].
 //!
 //! Application messages ride in `confide-session` frames (`services/node/src/frames.rs`):
@@ -41,10 +41,10 @@ use crate::chat::{Chat, Limits, Selection};
 use crate::config::{ClientConfig, Timeouts};
 use crate::consent::Consent;
 use crate::error::{Check, Error, Party};
-use crate::ledger::{LedgerView, load_last_seen, store_last_seen};
+use crate::ledger::{LedgerView, advance_last_seen, load_last_seen};
 use crate::protect::ProtectedChats;
 use crate::receipt::{self, ReceiptError, VerifiedReceipt};
-use crate::verify::{Findings, PolicyEvidence, SharedFindings, ViewInclusion, classify};
+use crate::verify::{Findings, SharedFindings, classify, evidence_verifier, inclusion_verifier};
 use crate::wire::{self, LoggedKeyConfig, RelayState, WireClient, WireError};
 
 /// Header carrying the gateway's opaque session id.
@@ -241,7 +241,7 @@ fn wire_error(e: WireError, party: Party, url: &str) -> Error {
             url: url.to_owned(),
             detail,
         },
-        WireError::KeyConfigNotLogged => Error::Check {
+        WireError::KeyConfigNotLogged | WireError::KeyConfigSuperseded { .. } => Error::Check {
             check: Check::KeyConfig,
             detail: e.to_string(),
         },
@@ -275,7 +275,7 @@ fn problem_name(resp_body: &[u8]) -> Option<String> {
 /// An inner (gateway) error answer turned into the SDK's error.
 fn inner_status_error(status: u16, problem: Option<&str>) -> Result<Lost, Error> {
     match problem {
-        Some("session-unknown" | "node-gone") => Ok(Lost),
+        Some("session-unknown" | "node-gone" | "node-timeout") => Ok(Lost),
         Some("no-node-available") => Err(Error::NoNode),
         Some(p @ ("token-required" | "token-invalid" | "token-replayed")) => Err(Error::Check {
             check: Check::Token,
@@ -492,9 +492,17 @@ impl Inner {
             self.timeouts.fetch,
         )
         .await?;
-        store_last_seen(&cfg.checkpoint_state, view.checkpoint())?;
-        let logged = view.inclusions(&self.trust)?;
         let now_s = now().as_secs();
+        // A log that stopped advancing for this device shows old cosignatures only.
+        if let Some(max) = cfg.policy.ledger.max_cosignature_age_secs {
+            view.check_fresh(now_s, max)?;
+        }
+        // Compare-and-advance under a file lock: another client sharing the file may have
+        // stored a newer checkpoint meanwhile, which must not be rolled back.
+        advance_last_seen(&cfg.checkpoint_state, view.checkpoint(), |size, root| {
+            view.is_prefix(size, root)
+        })?;
+        let logged = view.inclusions()?;
         // Key configs come from the verified ledger view, or from a key-config mirror (a
         // CDN) whose offer must then be in the ledger too; never from the gateway, which
         // would learn the device's address (see `Endpoints::key_config_host`).
@@ -559,12 +567,17 @@ impl Inner {
         let policy = &self.config.policy;
         let mut node_policy = NodePolicy::new(Duration::from_secs(policy.freshness_secs));
         node_policy.require_gpu = policy.require_gpu;
+        node_policy.allow_unattested_model = policy.allow_unattested_model;
+        if let Some(age) = policy.max_certificate_age_secs {
+            node_policy.max_certificate_age = Duration::from_secs(age);
+        }
         let verifier = NodeVerifier::new(
             node_policy,
-            Arc::new(PolicyEvidence::new(policy.clone(), Arc::clone(&findings))),
-            Arc::new(ViewInclusion::new(
+            Arc::new(evidence_verifier(policy.clone(), Arc::clone(&findings))),
+            Arc::new(inclusion_verifier(
                 self.trust.clone(),
                 Arc::clone(&view),
+                policy.ledger.max_release_age_secs,
                 Arc::clone(&findings),
             )),
         );
@@ -862,14 +875,24 @@ fn build_report(
     };
     let platform = node.platform().to_owned();
     let checks = vec![
-        ok(
-            Check::HardwareRoot,
-            if f.simulated {
-                "evidence signed by the SIMULATED vendor root pinned in your policy (no hardware protection)".into()
+        ok(Check::HardwareRoot, {
+            let cpu = if f.simulated {
+                "evidence signed by the SIMULATED vendor root pinned in your policy (no hardware protection)".to_owned()
             } else {
                 format!("{platform} evidence chains to the vendor root pinned in your policy")
-            },
-        ),
+            };
+            match &f.gpu {
+                None => cpu,
+                Some(g) => format!(
+                    "{cpu}; GPU evidence chains to the {}NVIDIA root pinned in your policy, \
+                         in CC mode {}, its SPDM nonce is this certificate's key and the CPU \
+                         report binds it ({} measurement blocks)",
+                    if g.simulated { "SIMULATED " } else { "" },
+                    g.cc_mode,
+                    g.blocks
+                ),
+            }
+        }),
         ok(
             Check::KeyBinding,
             "the evidence's REPORT_DATA binds this TLS certificate's key".into(),
@@ -877,9 +900,14 @@ fn build_report(
         ok(
             Check::Measurement,
             format!(
-                "measurement {}, model digest {} and configuration digest {} are the ones the \
-                 release lists",
+                "measurement {} ({} compared), model digest {} and configuration digest {} \
+                 are the ones the release lists",
                 hex::encode(node.measurement()),
+                if f.pinned.is_empty() {
+                    "every pinned register".to_owned()
+                } else {
+                    f.pinned.join(", ")
+                },
                 node.model_digest().map_or_else(|| "-".into(), hex::encode),
                 node.config_digest().map_or_else(|| "-".into(), hex::encode),
             ),
@@ -968,6 +996,10 @@ mod tests {
         ));
         assert!(matches!(
             inner_status_error(502, Some("node-gone")),
+            Ok(Lost)
+        ));
+        assert!(matches!(
+            inner_status_error(504, Some("node-timeout")),
             Ok(Lost)
         ));
         assert!(matches!(

@@ -21,8 +21,14 @@
 //! origin_info = "gateway.example"
 //! token_type = "voprf"                           # or "blind-rsa"
 //!
+//! # [wallet]                                     # background refills (issuance.rs; all optional)
+//! # low_water = 8                                # refill when fewer tokens remain
+//! # batch = 16                                   # tokens fetched per refill
+//! # refill_delay_secs = [30, 300]                # random delay before a refill (uniform)
+//! # wait_for_refill_secs = 0                     # an empty wallet fails at once (WalletEmpty)
+//!
 //! [state]
-//! tokens = "tokens.json"                         # prefetched tokens
+//! tokens = "tokens.json"                         # tokens fetched ahead of time
 //! checkpoint = "checkpoint.txt"                  # newest ledger checkpoint verified
 //! # consent = "consent.json"                     # whether AI features are on (consent.rs)
 //! # protected_chats = "protected-chats.json"     # chats AI may never see (protect.rs)
@@ -115,6 +121,14 @@ pub enum ConfigError {
         /// The file that should hold it.
         path: PathBuf,
     },
+    /// `[wallet]` is inconsistent (see [`WalletPolicy`]).
+    #[error("{path}: [wallet] {why}")]
+    BadWallet {
+        /// The file.
+        path: PathBuf,
+        /// Which rule is broken.
+        why: &'static str,
+    },
     /// The trust policy was rejected by `confide-attest`.
     #[error("{path}: trust policy rejected: {source}")]
     Policy {
@@ -180,6 +194,47 @@ pub struct TokenSettings {
     pub key_ids: Vec<[u8; 32]>,
 }
 
+/// When the token wallet is refilled (`crate::issuance`, `docs/tokens.md`).
+///
+/// Issuance is authenticated with the account credential, so the issuer knows who fetched
+/// tokens and when. A fetch right before a request would let the issuer and the gateway
+/// link the two by time; so tokens are only ever fetched ahead of need, in the background
+/// at a random delay once fewer than `low_water` remain, or by an explicit separate step
+/// (`confide wallet refill`), never while a session is being set up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WalletPolicy {
+    /// Refill once fewer tokens than this remain. A summary costs two tokens (session and
+    /// request), so the default of 8 leaves room for four sessions while a refill waits
+    /// out its random delay.
+    pub low_water: usize,
+    /// Tokens fetched per refill (at least `low_water`, at most 100).
+    pub batch: usize,
+    /// Shortest random delay between the wallet falling below `low_water` and the refill.
+    pub refill_delay_min: std::time::Duration,
+    /// Longest such delay; the delay is uniform in `[min, max]`.
+    pub refill_delay_max: std::time::Duration,
+    /// How long a request waits for a background refill when the wallet is empty before
+    /// failing with `Error::WalletEmpty`. 0 (the default): fail at once. When it waits, it
+    /// waits a further random delay after the refill lands, so its session does not
+    /// follow an issuance by milliseconds.
+    pub wait_for_refill: std::time::Duration,
+}
+
+impl Default for WalletPolicy {
+    fn default() -> Self {
+        WalletPolicy {
+            low_water: 8,
+            batch: 16,
+            refill_delay_min: std::time::Duration::from_secs(30),
+            refill_delay_max: std::time::Duration::from_secs(300),
+            wait_for_refill: std::time::Duration::ZERO,
+        }
+    }
+}
+
+/// The largest `batch` (an issuer's default account limit is 100 a day).
+pub const MAX_REFILL_BATCH: usize = 100;
+
 /// How long the SDK waits for a party. Without these a ledger, key-config host, relay or
 /// gateway that accepts a connection and then says nothing would hang the client forever.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -230,6 +285,8 @@ pub struct ClientConfig {
     pub tokens: TokenSettings,
     /// Token store file.
     pub token_store: PathBuf,
+    /// When that wallet is refilled.
+    pub wallet: WalletPolicy,
     /// The newest verified checkpoint is kept here (rollback / split-view protection).
     pub checkpoint_state: PathBuf,
     /// The person's answer to "use AI features?" ([`crate::consent`]); absent: not asked.
@@ -253,6 +310,8 @@ struct RawConfig {
     endpoints: RawEndpoints,
     account: RawAccount,
     tokens: RawTokens,
+    #[serde(default)]
+    wallet: RawWallet,
     #[serde(default)]
     state: RawState,
     trust: RawTrust,
@@ -284,6 +343,49 @@ struct RawTokens {
     #[serde(default = "default_token_type")]
     token_type: String,
     key_ids: Vec<String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawWallet {
+    low_water: Option<usize>,
+    batch: Option<usize>,
+    refill_delay_secs: Option<[u64; 2]>,
+    wait_for_refill_secs: Option<u64>,
+}
+
+impl RawWallet {
+    fn policy(&self, path: &Path) -> Result<WalletPolicy, ConfigError> {
+        let d = WalletPolicy::default();
+        let secs = std::time::Duration::from_secs;
+        let p = WalletPolicy {
+            low_water: self.low_water.unwrap_or(d.low_water),
+            batch: self.batch.unwrap_or(d.batch),
+            refill_delay_min: self
+                .refill_delay_secs
+                .map_or(d.refill_delay_min, |r| secs(r[0])),
+            refill_delay_max: self
+                .refill_delay_secs
+                .map_or(d.refill_delay_max, |r| secs(r[1])),
+            wait_for_refill: self.wait_for_refill_secs.map_or(d.wait_for_refill, secs),
+        };
+        let bad = |why| {
+            Err(ConfigError::BadWallet {
+                path: path.to_owned(),
+                why,
+            })
+        };
+        if p.low_water == 0 {
+            return bad("low_water must be at least 1");
+        }
+        if p.batch < p.low_water || p.batch > MAX_REFILL_BATCH {
+            return bad("batch must be at least low_water and at most 100");
+        }
+        if p.refill_delay_min > p.refill_delay_max {
+            return bad("refill_delay_secs must be [min, max] with min <= max");
+        }
+        Ok(p)
+    }
 }
 
 fn default_token_type() -> String {
@@ -471,6 +573,7 @@ impl ClientConfig {
                 path: path.to_owned(),
             });
         }
+        let wallet = raw.wallet.policy(path)?;
         let tokens = TokenSettings {
             issuer_name: raw.tokens.issuer_name,
             origin_info: raw.tokens.origin_info,
@@ -508,6 +611,7 @@ impl ClientConfig {
             credential: Credential::new(credential),
             tokens,
             token_store: resolve(&raw.state.tokens),
+            wallet,
             checkpoint_state: resolve(&raw.state.checkpoint),
             consent_state: resolve(&raw.state.consent),
             protected_chats: resolve(&raw.state.protected_chats),
@@ -774,6 +878,37 @@ key_ids = ["0101010101010101010101010101010101010101010101010101010101010101"]
         assert!(matches!(
             load(&base(good_acct, good_trust).replace("https://ledger.example/log/", "https:///")),
             Err(ConfigError::BadEndpoint { name: "ledger", .. })
+        ));
+        // [wallet]: defaults when absent; inconsistent values refused by name.
+        let c = load(&base(good_acct, good_trust)).unwrap();
+        assert_eq!(c.wallet, WalletPolicy::default());
+        let with_wallet = |w: &str| format!("{}\n[wallet]\n{w}\n", base(good_acct, good_trust));
+        let c = load(&with_wallet(
+            "low_water = 2\nbatch = 3\nrefill_delay_secs = [1, 2]\nwait_for_refill_secs = 9",
+        ))
+        .unwrap();
+        assert_eq!(
+            (
+                c.wallet.low_water,
+                c.wallet.batch,
+                c.wallet.wait_for_refill.as_secs()
+            ),
+            (2, 3, 9)
+        );
+        for bad in [
+            "low_water = 0",
+            "low_water = 20\nbatch = 10",
+            "batch = 101",
+            "refill_delay_secs = [9, 1]",
+        ] {
+            assert!(
+                matches!(load(&with_wallet(bad)), Err(ConfigError::BadWallet { .. })),
+                "{bad}"
+            );
+        }
+        assert!(matches!(
+            load(&with_wallet("refill_now = true")),
+            Err(ConfigError::Syntax { .. })
         ));
         assert!(matches!(
             load(&base("", good_trust)),

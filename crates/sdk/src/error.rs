@@ -141,6 +141,21 @@ pub enum Error {
         /// The issuer's reason.
         detail: String,
     },
+    /// The token wallet is empty. Tokens are never fetched while a session is being set up
+    /// (issuance right before a request would let the issuer and the gateway link the
+    /// request to the account by time), so nothing was sent.
+    #[error(
+        "no tokens in the wallet {}{}: nothing was sent (tokens are fetched ahead of need, \
+         never while a request waits)",
+        wallet.display(),
+        if *refill_running { "; a background refill is due" } else { "" }
+    )]
+    WalletEmpty {
+        /// The wallet file.
+        wallet: PathBuf,
+        /// Whether a background refiller runs (a refill will come by itself).
+        refill_running: bool,
+    },
     /// The gateway has no node to route to.
     #[error("no node is available behind the gateway")]
     NoNode,
@@ -221,6 +236,10 @@ impl Error {
             Error::Check { .. } => "the node could not be verified; do not send it data",
             Error::NoTokens { .. } => {
                 "wait for the rate-limit window to pass, or check the account credential"
+            }
+            Error::WalletEmpty { .. } => {
+                "run `confide wallet refill --config <client.toml>` now, as its own step well \
+                 before your next request (an app keeps `IssuerTokens::spawn_refiller` running)"
             }
             Error::NoNode => "no node is running; start one or wait for it to come back",
             Error::Node { .. } => "shorten the request or try again later",

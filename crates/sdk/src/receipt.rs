@@ -28,7 +28,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use base64::Engine as _;
-use confide_ratls::adapters::ReleaseInclusionVerifier;
 use confide_ratls::rustls::pki_types::{CertificateDer, UnixTime};
 use confide_ratls::{NodePolicy, NodeVerifier, VerifiedNode};
 use confide_release::{LedgerTrust, ReleaseManifest};
@@ -37,7 +36,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::error::Error;
-use crate::verify::PolicyEvidence;
+use crate::verify::evidence_verifier;
 
 const FILE_VERSION: u32 = 1;
 /// Clock difference tolerated between node and device when checking a receipt's time.
@@ -294,12 +293,16 @@ pub fn verify_file(
     }
     let mut node_policy = NodePolicy::new(Duration::from_secs(policy.freshness_secs));
     node_policy.require_gpu = policy.require_gpu;
+    node_policy.allow_unattested_model = policy.allow_unattested_model;
+    // The policy's max_certificate_age_secs is not applied: it judged the certificate at
+    // the handshake, while a receipt is signed when its answer ends, possibly later; the
+    // default (the freshness window, the certificate's longest life) still bounds it.
     // No rollback state offline: the stapled bundle is verified on its own (signature,
     // witness quorum, inclusion), as of the receipt's time.
     let verifier = NodeVerifier::new(
         node_policy,
-        Arc::new(PolicyEvidence::new(policy.clone(), Arc::default())),
-        Arc::new(ReleaseInclusionVerifier::new(trust.clone(), None)),
+        Arc::new(evidence_verifier(policy.clone(), Arc::default())),
+        Arc::new(confide_verify::InclusionPipeline::new(trust.clone(), None)),
     );
     let at = UnixTime::since_unix_epoch(Duration::from_secs(body.time));
     let node = verifier

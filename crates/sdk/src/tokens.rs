@@ -100,6 +100,11 @@ impl TokenClient {
         })
     }
 
+    /// The issuer's base URL.
+    pub fn issuer_url(&self) -> &str {
+        &self.pin.issuer_url
+    }
+
     async fn body(resp: reqwest::Response) -> Result<Vec<u8>, TokenClientError> {
         let mut resp = resp;
         let mut out = Vec::new();
@@ -185,6 +190,13 @@ impl TokenClient {
 
 /// Unspent tokens, optionally persisted (0600 JSON list of base64url tokens) so that a
 /// restart neither loses them nor spends one twice.
+///
+/// A persisted wallet may be shared by several processes: the one that refills it in the
+/// background (an app's refiller, `confide up`) and the ones that spend from it (each
+/// `confide summarize`). Every change therefore happens under an exclusive lock on
+/// `<path>.lock` and starts from the file as it is now, not from a copy read earlier: a
+/// refill never resurrects a token another process spent, and a spend never drops a token
+/// another process just added.
 #[derive(Debug)]
 pub struct TokenWallet {
     tokens: Mutex<VecDeque<Token>>,
@@ -200,14 +212,24 @@ impl TokenWallet {
         }
     }
 
-    /// A wallet persisted at `path` (created on first save).
+    /// A wallet persisted at `path` (created on first save). The file is read now, so a
+    /// corrupt wallet is reported here rather than at the first request.
     pub fn open(path: &Path) -> Result<Self, TokenClientError> {
+        let tokens = Self::read(path)?;
+        Ok(Self {
+            tokens: Mutex::new(tokens),
+            path: Some(path.to_owned()),
+        })
+    }
+
+    fn read(path: &Path) -> Result<VecDeque<Token>, TokenClientError> {
         let err = |detail: String| TokenClientError::Wallet {
             path: path.to_owned(),
             detail,
         };
-        let tokens = match std::fs::read(path) {
+        match std::fs::read(path) {
             Ok(bytes) => {
+                let bytes = Zeroizing::new(bytes);
                 let list: Vec<String> =
                     serde_json::from_slice(&bytes).map_err(|_| err("not a JSON list".into()))?;
                 list.iter()
@@ -218,15 +240,51 @@ impl TokenWallet {
                             .map_err(|_| err("entry is not base64url".into()))
                             .and_then(|b| Token::decode(&b).map_err(|e| err(e.to_string())))
                     })
-                    .collect::<Result<VecDeque<_>, _>>()?
+                    .collect::<Result<VecDeque<_>, _>>()
             }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => VecDeque::new(),
-            Err(e) => return Err(err(e.to_string())),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(VecDeque::new()),
+            Err(e) => Err(err(e.to_string())),
+        }
+    }
+
+    /// An exclusive advisory lock on `<path>.lock`, held until the file is dropped (the
+    /// wallet itself is replaced by rename, so it cannot carry the lock).
+    fn lock_file(path: &Path) -> Result<std::fs::File, TokenClientError> {
+        let lock_path = path.with_extension("lock");
+        let err = |e: std::io::Error| TokenClientError::Wallet {
+            path: lock_path.clone(),
+            detail: e.to_string(),
         };
-        Ok(Self {
-            tokens: Mutex::new(tokens),
-            path: Some(path.to_owned()),
-        })
+        let f = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .map_err(err)?;
+        f.lock().map_err(err)?;
+        Ok(f)
+    }
+
+    /// Run `change` on the current contents under the lock, then save them.
+    fn update<R>(
+        &self,
+        change: impl FnOnce(&mut VecDeque<Token>) -> R,
+    ) -> Result<R, TokenClientError> {
+        let mut q = self.tokens.lock().map_err(|_| TokenClientError::Wallet {
+            path: self.path.clone().unwrap_or_default(),
+            detail: "lock poisoned".into(),
+        })?;
+        let Some(path) = &self.path else {
+            return Ok(change(&mut q));
+        };
+        let _lock = Self::lock_file(path)?;
+        *q = Self::read(path)?;
+        let before = q.len();
+        let out = change(&mut q);
+        if q.len() != before {
+            self.save(&q)?;
+        }
+        Ok(out)
     }
 
     fn save(&self, tokens: &VecDeque<Token>) -> Result<(), TokenClientError> {
@@ -261,17 +319,22 @@ impl TokenWallet {
     }
 
     fn add(&self, token: Token) -> Result<(), TokenClientError> {
-        let mut q = self.tokens.lock().map_err(|_| TokenClientError::Wallet {
-            path: self.path.clone().unwrap_or_default(),
-            detail: "lock poisoned".into(),
-        })?;
-        q.push_back(token);
-        self.save(&q)
+        self.update(|q| q.push_back(token))
     }
 
-    /// Unspent tokens held.
+    /// The wallet file, unless it lives in memory.
+    pub fn path(&self) -> Option<&Path> {
+        self.path.as_deref()
+    }
+
+    /// Unspent tokens held (for a persisted wallet: in the file now, which other
+    /// processes may change; 0 if it cannot be read).
     pub fn len(&self) -> usize {
-        self.tokens.lock().map(|q| q.len()).unwrap_or(0)
+        match &self.path {
+            // Renames are atomic, so an unlocked read sees a whole list.
+            Some(path) => Self::read(path).map(|q| q.len()).unwrap_or(0),
+            None => self.tokens.lock().map(|q| q.len()).unwrap_or(0),
+        }
     }
 
     /// Whether no token is held.
@@ -282,14 +345,49 @@ impl TokenWallet {
     /// Take one token as an `Authorization` header value, removing it first (and from
     /// the file, before it is handed out): a token is never offered twice.
     pub fn spend(&self) -> Result<Option<Zeroizing<String>>, TokenClientError> {
-        let mut q = self.tokens.lock().map_err(|_| TokenClientError::Wallet {
-            path: self.path.clone().unwrap_or_default(),
-            detail: "lock poisoned".into(),
-        })?;
-        let Some(token) = q.pop_front() else {
-            return Ok(None);
-        };
-        self.save(&q)?;
-        Ok(Some(Zeroizing::new(token.to_authorization())))
+        Ok(self
+            .update(|q| q.pop_front())?
+            .map(|t| Zeroizing::new(t.to_authorization())))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use confide_tokens::TokenType;
+
+    fn token(i: u8) -> Token {
+        let mut b = vec![0u8; TokenType::Voprf.token_len()];
+        b[1] = 1;
+        b[2] = i;
+        Token::decode(&b).unwrap()
+    }
+
+    /// A background refiller and a spender holding the same wallet file (`confide up` and
+    /// `confide summarize`): each change starts from the file as it is, so no token is
+    /// lost, and none comes back after it was spent.
+    #[test]
+    fn two_handles_on_one_file_never_lose_or_repeat_a_token() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("tokens.json");
+        let refiller = TokenWallet::open(&path).unwrap();
+        let spender = TokenWallet::open(&path).unwrap();
+        refiller.add(token(1)).unwrap();
+        refiller.add(token(2)).unwrap();
+        // The spender opened the file while it was empty, and still sees both.
+        assert_eq!(spender.len(), 2);
+        let a = spender.spend().unwrap().unwrap();
+        // A refill after the spend does not resurrect the spent token.
+        refiller.add(token(3)).unwrap();
+        assert_eq!(spender.len(), 2);
+        let b = refiller.spend().unwrap().unwrap();
+        let c = spender.spend().unwrap().unwrap();
+        assert!(spender.spend().unwrap().is_none());
+        assert!(refiller.is_empty());
+        let mut all = vec![a.to_string(), b.to_string(), c.to_string()];
+        all.sort();
+        all.dedup();
+        assert_eq!(all.len(), 3, "each token handed out exactly once");
     }
 }

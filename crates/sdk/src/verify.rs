@@ -1,35 +1,21 @@
-//! The device's verifiers behind `confide-ratls`' traits: hardware evidence judged by
-//! `confide_attest_verify::verify_evidence` (every platform's leaf verifier, then
-//! `confide_attest::verify_with`) under the trust policy, and the node's stapled ledger
-//! bundle judged by `confide_release::verify_bundle` and required to lie on the same log
-//! as the device's verified [`LedgerView`].
-//!
-//! Each verifier also records the typed cause of a failure and the facts of a success
-//! ([`Findings`]), so the client can say *which* check failed and report every check
-//! made: `confide-ratls` itself only sees opaque [`ExternalError`]s.
+//! The device's verifiers: the `confide-verify` pipeline (every platform's leaf verifier
+//! under the trust policy; the stapled bundle under the ledger trust and on the device's
+//! verified [`LedgerView`]), with an [`Observer`] that records the typed cause of a
+//! failure and the facts of a success ([`Findings`]), so the client can say *which* check
+//! failed and report every check made: `confide-ratls` itself only sees opaque
+//! [`ExternalError`](confide_ratls::ExternalError)s.
 
 use std::sync::{Arc, Mutex};
 
-use confide_attest::{Evidence, Platform, TrustPolicy};
-use confide_ratls::rustls::pki_types::UnixTime as TlsTime;
-use confide_ratls::{
-    CheckpointRef, EvidenceClaims, EvidenceVerifier, ExternalError, InclusionVerifier,
-    LedgerEntryClaims, RatlsError,
-};
-use confide_release::{Bundle, LedgerEntry, LedgerTrust, verify_bundle};
+use confide_attest::{Evidence, TrustPolicy, VerifiedEvidence};
+use confide_ratls::RatlsError;
+use confide_release::{LedgerEntry, LedgerTrust, VerifiedInclusion};
+use confide_verify::{EvidencePipeline, InclusionPipeline, LogView, Observer};
 
 use crate::error::Check;
 use crate::ledger::{LedgerView, classify_release_error};
 
-/// Media type of the `CFEV` evidence container (`confide_attest::Evidence::encode`) that
-/// nodes put in their certificate's CMW `cpu` record.
-pub const EVIDENCE_MEDIA_TYPE: &str = "application/vnd.confide.evidence";
-
-/// REPORT_DATA in an SEV-SNP ATTESTATION_REPORT (AMD SEV-SNP ABI spec 56860, Table 23);
-/// the simulated platform uses the same report layout.
-const SNP_REPORT_DATA: std::ops::Range<usize> = 0x50..0x90;
-/// REPORTDATA in a TDX quote v4 (48-byte header + offset 520 in the TD report body).
-const TDX_REPORT_DATA: std::ops::Range<usize> = 568..632;
+pub use confide_verify::EVIDENCE_MEDIA_TYPE;
 
 /// What the verifiers learnt during one handshake.
 #[derive(Debug, Default, Clone)]
@@ -38,7 +24,7 @@ pub struct Findings {
     pub evidence_failure: Option<(Check, String)>,
     /// The typed cause of a ledger rejection.
     pub ledger_failure: Option<(Check, String)>,
-    /// Whether the evidence came from the simulated platform.
+    /// Whether the evidence came from a simulated platform.
     pub simulated: bool,
     /// When the evidence says it was made (Unix seconds), if it signs a time.
     pub evidence_time: Option<u64>,
@@ -46,6 +32,22 @@ pub struct Findings {
     pub cosigners: Vec<String>,
     /// The release manifest's source revision.
     pub source_revision: Option<String>,
+    /// The registers the release pins, each compared with the evidence (`MRTD`, `RTMR0`...).
+    pub pinned: Vec<String>,
+    /// The GPU's verified facts, when the evidence carried a GPU: its CC mode, how many
+    /// measurement blocks it reported, and whether its root was the simulated one.
+    pub gpu: Option<GpuFindings>,
+}
+
+/// What the verifier established about a node's GPU.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GpuFindings {
+    /// The confidential-computing mode the signed report states.
+    pub cc_mode: confide_attest::GpuCcMode,
+    /// SPDM measurement blocks reported (each compared where the release pins it).
+    pub blocks: usize,
+    /// The device chain ended at the simulated NVIDIA root (no GPU at all).
+    pub simulated: bool,
 }
 
 /// Shared between the verifiers (inside rustls) and the client.
@@ -54,25 +56,6 @@ pub type SharedFindings = Arc<Mutex<Findings>>;
 fn record(f: &SharedFindings, update: impl FnOnce(&mut Findings)) {
     if let Ok(mut g) = f.lock() {
         update(&mut g);
-    }
-}
-
-/// Simple error carrying a static reason, for failures that are not a library's error.
-#[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-struct Reason(&'static str);
-
-/// Evidence judged under the trust policy.
-#[derive(Debug)]
-pub struct PolicyEvidence {
-    policy: TrustPolicy,
-    findings: SharedFindings,
-}
-
-impl PolicyEvidence {
-    /// A verifier applying `policy`, recording into `findings`.
-    pub fn new(policy: TrustPolicy, findings: SharedFindings) -> Self {
-        PolicyEvidence { policy, findings }
     }
 }
 
@@ -85,160 +68,107 @@ fn attest_check(e: &confide_attest::Error) -> Check {
     }
 }
 
-impl EvidenceVerifier for PolicyEvidence {
-    fn verify_evidence(
-        &self,
-        media_type: &str,
-        evidence: &[u8],
-        now: TlsTime,
-    ) -> Result<EvidenceClaims, ExternalError> {
-        let fail = |check: Check, e: &dyn std::fmt::Display| {
-            let detail = e.to_string();
-            record(&self.findings, |f| {
-                f.evidence_failure = Some((check, detail));
-            });
-        };
-        if media_type != EVIDENCE_MEDIA_TYPE {
-            fail(Check::HardwareRoot, &"unsupported evidence media type");
-            return Err(ExternalError::new(Reason(
-                "unsupported evidence media type",
-            )));
-        }
-        let ev = Evidence::decode(evidence).map_err(|e| {
-            fail(Check::HardwareRoot, &e);
-            ExternalError::new(e)
-        })?;
-        record(&self.findings, |f| {
-            f.simulated = ev.platform == Platform::Simulated;
-        });
-        let range = match ev.platform {
-            Platform::SevSnp | Platform::Simulated => SNP_REPORT_DATA,
-            Platform::Tdx => TDX_REPORT_DATA,
-            _ => {
-                fail(Check::HardwareRoot, &"platform has no CPU report");
-                return Err(ExternalError::new(Reason("platform has no CPU report")));
-            }
-        };
-        // The signed REPORT_DATA is passed as the expected value: confide-ratls then checks
-        // that it binds this very certificate's key.
-        let Some(rd) = ev
-            .report
-            .get(range)
-            .and_then(|s| <[u8; 64]>::try_from(s).ok())
-        else {
-            fail(Check::HardwareRoot, &"report too short for REPORT_DATA");
-            return Err(ExternalError::new(Reason("report too short")));
-        };
-        // The dispatcher picks the platform's verifier (SEV-SNP and simulated, TDX) and the
-        // NVIDIA verifier for GPU evidence in the container, with cached chain checks.
-        let verified = confide_attest_verify::verify_evidence(
-            evidence,
-            &rd,
-            confide_attest::UnixTime(now.as_secs()),
-            &self.policy,
-        )
-        .map_err(|e| {
-            fail(attest_check(&e), &e);
-            ExternalError::new(e)
-        })?;
-        let signed_time = verified.signed_time();
-        record(&self.findings, |f| f.evidence_time = signed_time);
-        Ok(EvidenceClaims {
-            platform: verified.platform().name().to_owned(),
-            measurement: verified.measurement().to_vec(),
-            model_digest: verified.model_digest().map(|d| d.to_vec()),
-            config_digest: verified.config_digest().map(|d| d.to_vec()),
-            report_data: *verified.report_data(),
-            collected_at: signed_time
-                .map(|s| TlsTime::since_unix_epoch(std::time::Duration::from_secs(s))),
-        })
+/// The check a pipeline failure belongs to.
+fn pipeline_check(e: &confide_verify::Error) -> Check {
+    use confide_verify::Error as E;
+    match e {
+        E::Evidence(e) => attest_check(e),
+        E::Ledger(e) => classify_release_error(e),
+        E::NotARelease => Check::LedgerEntry,
+        E::NotOnDeviceView { .. } => Check::Checkpoint,
+        E::Revoked { .. } => Check::LedgerEntry,
+        _ => Check::HardwareRoot,
     }
 }
 
-/// The stapled bundle judged against the ledger trust and the device's ledger view.
+/// `e` with its causes (`nvidia verification failed: SPDM request nonce does not match…`):
+/// the leaf verifiers' typed errors sit in `source()`, and the person needs the leaf's.
+fn with_causes(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        let text = c.to_string();
+        if !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        cause = c.source();
+    }
+    out
+}
+
+/// Records what the pipeline decided into [`Findings`].
 #[derive(Debug)]
-pub struct ViewInclusion {
+struct Recorder(SharedFindings);
+
+impl Observer for Recorder {
+    fn evidence_rejected(&self, e: &confide_verify::Error) {
+        let failure = (pipeline_check(e), with_causes(e));
+        record(&self.0, |f| f.evidence_failure = Some(failure));
+    }
+    fn evidence_accepted(&self, _ev: &Evidence, v: &VerifiedEvidence) {
+        let (simulated, time) = (v.is_simulated(), v.signed_time());
+        let gpu = v.gpu_cc_mode().map(|cc_mode| GpuFindings {
+            cc_mode,
+            blocks: v.gpu_measurements().map_or(0, <[_]>::len),
+            simulated: v.gpu_simulated(),
+        });
+        record(&self.0, |f| {
+            f.simulated = simulated;
+            f.evidence_time = time;
+            f.gpu = gpu;
+        });
+    }
+    fn inclusion_rejected(&self, e: &confide_verify::Error) {
+        let failure = (pipeline_check(e), with_causes(e));
+        record(&self.0, |f| f.ledger_failure = Some(failure));
+    }
+    fn inclusion_accepted(&self, v: &VerifiedInclusion) {
+        let cosigners = v.verified_checkpoint().cosigners().to_vec();
+        let (rev, pinned) = match v.entry() {
+            LedgerEntry::Release(m) => (
+                Some(m.source_revision.clone()),
+                m.pins().into_iter().map(|(name, _)| name).collect(),
+            ),
+            _ => (None, Vec::new()),
+        };
+        record(&self.0, |f| {
+            f.cosigners = cosigners;
+            f.source_revision = rev;
+            f.pinned = pinned;
+        });
+    }
+}
+
+impl LogView for LedgerView {
+    fn contains(&self, size: u64, root: &confide_release::Hash) -> bool {
+        self.is_prefix(size, root)
+    }
+    fn size(&self) -> u64 {
+        self.checkpoint().size()
+    }
+    fn revocation(&self, index: u64) -> Option<String> {
+        LedgerView::revocation(self, index).map(str::to_owned)
+    }
+}
+
+/// Evidence judged under the trust policy, recording into `findings`.
+pub fn evidence_verifier(policy: TrustPolicy, findings: SharedFindings) -> EvidencePipeline {
+    EvidencePipeline::new(policy).with_observer(Arc::new(Recorder(findings)))
+}
+
+/// The stapled bundle judged against `trust`, and required to lie on `view`'s log: no
+/// split view between what the node staples and what devices see.
+pub fn inclusion_verifier(
     trust: LedgerTrust,
     view: Arc<LedgerView>,
+    max_release_age: Option<u64>,
     findings: SharedFindings,
-}
-
-impl ViewInclusion {
-    /// A verifier trusting `trust` whose bundles must lie on `view`'s log.
-    pub fn new(trust: LedgerTrust, view: Arc<LedgerView>, findings: SharedFindings) -> Self {
-        ViewInclusion {
-            trust,
-            view,
-            findings,
-        }
-    }
-}
-
-fn secs(s: u64) -> TlsTime {
-    TlsTime::since_unix_epoch(std::time::Duration::from_secs(s))
-}
-
-impl InclusionVerifier for ViewInclusion {
-    fn verify_inclusion(
-        &self,
-        bundle: &[u8],
-        _now: TlsTime,
-    ) -> Result<LedgerEntryClaims, ExternalError> {
-        let fail = |check: Check, detail: String| {
-            record(&self.findings, |f| f.ledger_failure = Some((check, detail)));
-        };
-        let b = Bundle::decode(bundle).map_err(|e| {
-            fail(Check::LedgerEntry, e.to_string());
-            ExternalError::new(e)
-        })?;
-        // Signature, witnesses and inclusion under the node's checkpoint...
-        let v = verify_bundle(&b, &self.trust, None, None).map_err(|e| {
-            fail(classify_release_error(&e), e.to_string());
-            ExternalError::new(e)
-        })?;
-        // ...and that checkpoint must describe the same log the device verified (a prefix
-        // of it): no split view between what the node staples and what devices see.
-        let cp = v.checkpoint();
-        if !self.view.is_prefix(cp.size(), cp.root()) {
-            let detail = format!(
-                "the node's checkpoint (size {}) is not part of the ledger this device verified \
-                 (size {})",
-                cp.size(),
-                self.view.checkpoint().size()
-            );
-            fail(Check::Checkpoint, detail);
-            return Err(ExternalError::new(Reason(
-                "node checkpoint inconsistent with the device's view",
-            )));
-        }
-        let LedgerEntry::Release(m) = v.entry() else {
-            fail(
-                Check::LedgerEntry,
-                "the stapled entry is not a release manifest".into(),
-            );
-            return Err(ExternalError::new(Reason("entry is not a release")));
-        };
-        let cosigners = v.verified_checkpoint().cosigners().to_vec();
-        let rev = m.source_revision.clone();
-        record(&self.findings, |f| {
-            f.cosigners = cosigners;
-            f.source_revision = Some(rev);
-        });
-        Ok(LedgerEntryClaims {
-            platform: m.platform.name().to_owned(),
-            measurement: m.measurement.clone(),
-            model_digest: Some(m.model_digest.to_vec()),
-            config_digest: Some(m.config_digest.to_vec()),
-            valid_from: secs(m.not_before),
-            valid_until: Some(secs(m.not_after)),
-            index: v.index(),
-            checkpoint: CheckpointRef {
-                origin: cp.origin().to_owned(),
-                size: cp.size(),
-                root_hash: cp.root().0,
-            },
-        })
-    }
+) -> InclusionPipeline {
+    InclusionPipeline::new(trust, None)
+        .with_view(view)
+        .with_max_release_age(max_release_age)
+        .with_observer(Arc::new(Recorder(findings)))
 }
 
 /// Which check an RA-TLS failure belongs to, refined by what the verifiers recorded.
@@ -256,16 +186,23 @@ pub fn classify(e: &RatlsError, findings: &Findings) -> (Check, String) {
         R::CertificateNotYetValid
         | R::CertificateExpired
         | R::CertificateLifetimeTooLong
+        | R::CertificateTooOld
         | R::StaleEvidence
         | R::EvidenceFromFuture
         | R::LedgerEntryNotYetValid
         | R::LedgerEntryExpired
         | R::NoTime => (Check::Freshness, e.to_string()),
-        R::ReportDataMismatch(_) => (Check::KeyBinding, e.to_string()),
+        // The certificate's dates are part of what the evidence binds (ADR 0602).
+        R::ReportDataMismatch(_) | R::ValidityMismatch => (Check::KeyBinding, e.to_string()),
         R::PlatformMismatch
-        | R::MeasurementNotListed
+        | R::MeasurementNotListed { .. }
+        | R::RegisterNotAttested { .. }
+        | R::RegisterNotPinned { .. }
+        | R::RegisterGroupNotPinned { .. }
+        | R::NothingPinned
         | R::ModelDigestMismatch
         | R::ModelDigestNotAttested
+        | R::ModelNotAttested
         | R::ConfigDigestMismatch
         | R::ConfigDigestNotAttested => (Check::Measurement, e.to_string()),
         R::HandshakeSignatureInvalid | R::SignatureCertificateMismatch => {
@@ -278,6 +215,8 @@ pub fn classify(e: &RatlsError, findings: &Findings) -> (Check, String) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use confide_ratls::EvidenceVerifier as _;
+    use confide_ratls::rustls::pki_types::UnixTime as TlsTime;
 
     #[test]
     fn ratls_failures_name_the_check() {
@@ -287,11 +226,29 @@ mod tests {
             Check::Freshness
         );
         assert_eq!(
-            classify(&RatlsError::MeasurementNotListed, &none).0,
+            classify(&RatlsError::CertificateTooOld, &none).0,
+            Check::Freshness
+        );
+        assert_eq!(
+            classify(&RatlsError::ValidityMismatch, &none).0,
+            Check::KeyBinding
+        );
+        assert_eq!(
+            classify(
+                &RatlsError::MeasurementNotListed {
+                    register: "RTMR1".into()
+                },
+                &none
+            )
+            .0,
             Check::Measurement
         );
         assert_eq!(
             classify(&RatlsError::ModelDigestMismatch, &none).0,
+            Check::Measurement
+        );
+        assert_eq!(
+            classify(&RatlsError::ModelNotAttested, &none).0,
             Check::Measurement
         );
         assert_eq!(
@@ -307,7 +264,7 @@ mod tests {
             Check::HardwareRoot
         );
         // An opaque rejection is refined by what the verifier recorded.
-        let ext = || ExternalError::new(Reason("x"));
+        let ext = || confide_ratls::ExternalError::new(confide_verify::Error::NotARelease);
         let f = Findings {
             evidence_failure: Some((Check::Freshness, "stale".into())),
             ledger_failure: Some((Check::Witnesses, "1 of 2".into())),
@@ -346,7 +303,7 @@ mod tests {
     #[test]
     fn unknown_evidence_media_type_is_a_hardware_root_failure() {
         let findings: SharedFindings = Arc::default();
-        let v = PolicyEvidence::new(TrustPolicy::production(), Arc::clone(&findings));
+        let v = evidence_verifier(TrustPolicy::production(), Arc::clone(&findings));
         let now = TlsTime::since_unix_epoch(std::time::Duration::from_secs(1_800_000_000));
         assert!(v.verify_evidence("text/plain", b"x", now).is_err());
         assert!(

@@ -51,6 +51,17 @@ pub enum WireError {
     /// None of the offered key configurations is in the verified ledger entries.
     #[error("no offered key configuration is logged in the ledger and valid now")]
     KeyConfigNotLogged,
+    /// The offered key configurations are logged, but only in entries that a newer valid
+    /// entry superseded more than [`KEY_ROTATION_OVERLAP_SECS`] ago: a stale (or targeted)
+    /// offer. The newest logged key is the only one in use.
+    #[error(
+        "the offered key configuration is superseded by a newer logged one (ledger index \
+         {newest}); the key source is stale or singles this device out"
+    )]
+    KeyConfigSuperseded {
+        /// Ledger index of the newest valid key-config entry.
+        newest: u64,
+    },
     /// A body above the configured limit.
     #[error("response larger than {0} bytes")]
     TooLarge(usize),
@@ -166,38 +177,92 @@ impl LoggedKeyConfig {
     }
 }
 
-/// Pick the first of `offered` (the gateway's preference order) whose exact encoding
-/// appears in a `key-config` ledger entry of `logged` that is valid at `now` (Unix
-/// seconds). Each entry's `key_config` holds `application/ohttp-keys` bytes.
+/// How long after a newer key-config entry becomes valid (its `not_before`) the keys of older,
+/// still-valid entries are accepted. Within it a key-config mirror or a cached key list may
+/// still offer the previous key (the gateway keeps accepting its previous epoch's key for one
+/// rotation period, `services/gateway/src/keys.rs`); after it only the newest entry counts, so
+/// a key source cannot keep different devices on different keys (partitioning them into
+/// groups the gateway can tell apart).
+pub const KEY_ROTATION_OVERLAP_SECS: u64 = 3600;
+
+/// A key-config entry valid at `now`, with its decoded list.
+struct ValidEntry {
+    index: u64,
+    not_before: u64,
+    configs: Vec<KeyConfig>,
+}
+
+/// Verified key-config entries valid at `now`, newest (highest ledger index) first. A
+/// malformed list cannot have been offered by anyone; it is skipped (fail closed: if nothing
+/// usable remains, [`check_logged`] refuses).
+fn valid_entries(logged: &[confide_release::VerifiedInclusion], now: u64) -> Vec<ValidEntry> {
+    let mut out: Vec<ValidEntry> = logged
+        .iter()
+        .filter_map(|inc| match inc.entry() {
+            confide_release::LedgerEntry::KeyConfig(entry) if entry.is_valid_at(now) => {
+                KeyConfig::decode_list(&entry.key_config)
+                    .ok()
+                    .map(|configs| ValidEntry {
+                        index: inc.index(),
+                        not_before: entry.not_before,
+                        configs,
+                    })
+            }
+            _ => None,
+        })
+        .collect();
+    out.sort_by_key(|e| std::cmp::Reverse(e.index));
+    out
+}
+
+/// The entries whose keys may be used at `now`: the newest valid one, and older valid ones
+/// only while the newest is younger than [`KEY_ROTATION_OVERLAP_SECS`].
+fn usable(entries: &[ValidEntry], now: u64) -> &[ValidEntry] {
+    match entries.first() {
+        None => entries,
+        Some(newest) if now < newest.not_before.saturating_add(KEY_ROTATION_OVERLAP_SECS) => {
+            entries
+        }
+        Some(_) => &entries[..1],
+    }
+}
+
+/// Choose the key configuration to use from `offered` (a key-config host's list, or
+/// [`logged_key_configs`]): one that a verified `key-config` ledger entry valid at `now` (Unix
+/// seconds) lists byte for byte. The newest valid entry wins whatever order the offer has; an
+/// older entry's key is taken only inside the rotation overlap, and never when the newest's is
+/// offered too. Each entry's `key_config` holds `application/ohttp-keys` bytes.
 pub fn check_logged(
     offered: &[KeyConfig],
     logged: &[confide_release::VerifiedInclusion],
     now: u64,
 ) -> Result<LoggedKeyConfig, WireError> {
-    for cfg in offered {
-        for inc in logged {
-            let confide_release::LedgerEntry::KeyConfig(entry) = inc.entry() else {
-                continue;
-            };
-            if !entry.is_valid_at(now) {
-                continue;
-            }
-            let Ok(list) = KeyConfig::decode_list(&entry.key_config) else {
-                continue;
-            };
-            if list.contains(cfg) {
-                return Ok(LoggedKeyConfig {
-                    config: cfg.clone(),
-                    ledger_index: inc.index(),
-                });
-            }
+    let entries = valid_entries(logged, now);
+    for entry in usable(&entries, now) {
+        if let Some(cfg) = offered.iter().find(|c| entry.configs.contains(c)) {
+            return Ok(LoggedKeyConfig {
+                config: cfg.clone(),
+                ledger_index: entry.index,
+            });
         }
     }
-    Err(WireError::KeyConfigNotLogged)
+    match entries.first() {
+        Some(newest)
+            if offered
+                .iter()
+                .any(|c| entries.iter().any(|e| e.configs.contains(c))) =>
+        {
+            Err(WireError::KeyConfigSuperseded {
+                newest: newest.index,
+            })
+        }
+        _ => Err(WireError::KeyConfigNotLogged),
+    }
 }
 
-/// The gateway key configs that verified ledger entries list as valid at `now`, newest
-/// entry first (after a rotation the newest logged key is the one to use).
+/// The gateway key configs that verified ledger entries list as valid at `now`: the newest
+/// valid entry's, in its order (after a rotation the newest logged key is the one to use),
+/// then, inside the rotation overlap only, older valid entries' keys, each key once.
 ///
 /// This is how a device gets key configs without asking the gateway: every key it may use
 /// must be logged anyway (key consistency), so the ledger view is itself a key-config host,
@@ -207,25 +272,12 @@ pub fn logged_key_configs(
     logged: &[confide_release::VerifiedInclusion],
     now: u64,
 ) -> Vec<KeyConfig> {
-    let mut entries: Vec<_> = logged
-        .iter()
-        .filter_map(|inc| match inc.entry() {
-            confide_release::LedgerEntry::KeyConfig(entry) if entry.is_valid_at(now) => {
-                Some((inc.index(), entry))
-            }
-            _ => None,
-        })
-        .collect();
-    entries.sort_by_key(|e| std::cmp::Reverse(e.0));
+    let entries = valid_entries(logged, now);
     let mut out: Vec<KeyConfig> = Vec::new();
-    for (_, entry) in entries {
-        // A malformed list cannot have been offered by anyone; skip it (fail closed:
-        // if nothing usable remains, `check_logged` refuses).
-        if let Ok(list) = KeyConfig::decode_list(&entry.key_config) {
-            for cfg in list {
-                if !out.contains(&cfg) {
-                    out.push(cfg);
-                }
+    for entry in usable(&entries, now) {
+        for cfg in &entry.configs {
+            if !out.contains(cfg) {
+                out.push(cfg.clone());
             }
         }
     }

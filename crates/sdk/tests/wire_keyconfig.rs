@@ -139,3 +139,41 @@ fn key_configs_come_from_the_ledger_newest_first_and_only_valid_ones() {
         Err(WireError::KeyConfigNotLogged)
     ));
 }
+
+/// After a rotation only the newest valid entry's key is used (issue 13, finding 5): a key
+/// source that keeps offering the previous key first, or only, cannot keep a device on it
+/// past the rotation overlap, so devices cannot be split into groups by key.
+#[test]
+fn the_newest_logged_key_wins_and_old_keys_end_with_the_overlap() {
+    use confide_sdk::wire::KEY_ROTATION_OVERLAP_SECS;
+    let (old, new) = (key(1, 1), key(2, 2));
+    let rotated_at = NOW - 10;
+    let inclusions = logged(&[
+        entry(std::slice::from_ref(&old), NOW - 7200, NOW + 7200),
+        entry(std::slice::from_ref(&new), rotated_at, NOW + 7200),
+    ]);
+    // Old key offered first: the newest logged key is still the one chosen.
+    let chosen = check_logged(&[old.clone(), new.clone()], &inclusions, NOW).unwrap();
+    assert_eq!(chosen.config(), &new);
+    assert_eq!(chosen.ledger_index(), 1);
+    // Only the old key offered, inside the overlap (a lagging mirror): accepted.
+    let chosen = check_logged(std::slice::from_ref(&old), &inclusions, NOW).unwrap();
+    assert_eq!((chosen.config(), chosen.ledger_index()), (&old, 0));
+    assert_eq!(
+        logged_key_configs(&inclusions, NOW),
+        vec![new.clone(), old.clone()]
+    );
+    // After the overlap: refused, naming the newer entry; the ledger offers only the new key.
+    let after = rotated_at + KEY_ROTATION_OVERLAP_SECS;
+    assert!(matches!(
+        check_logged(std::slice::from_ref(&old), &inclusions, after),
+        Err(WireError::KeyConfigSuperseded { newest: 1 })
+    ));
+    assert_eq!(logged_key_configs(&inclusions, after), vec![new.clone()]);
+    assert_eq!(
+        check_logged(&[old, new.clone()], &inclusions, after)
+            .unwrap()
+            .config(),
+        &new
+    );
+}

@@ -45,6 +45,10 @@ pub enum SessionError {
     /// An incoming frame has an unknown kind byte.
     #[error("unknown frame kind {0}")]
     UnknownFrameKind(u8),
+    /// A padding frame is longer than [`crate::MAX_PADDING`] or holds a byte other
+    /// than zero.
+    #[error("malformed padding frame")]
+    BadPadding,
     /// Received frames not yet taken with `recv` exceed the limit.
     #[error("received frames exceed {limit} bytes; take them with recv")]
     InboxFull {

@@ -2,20 +2,52 @@
 //!
 //! ```text
 //! frame = kind:u8 || length:u32 (big endian) || payload[length]
-//! kind  = 1 request | 2 response | 3 stream chunk | 4 end of stream
+//! kind  = 1 request | 2 response | 3 stream chunk | 4 end of stream | 5 padding
 //! ```
 //!
 //! TLS already delimits records, but records and frames are independent: a
 //! frame may span records and a record may hold several frames. The length
 //! prefix is checked against [`crate::SessionLimits::max_frame_payload`] before
 //! any payload is buffered, so a peer cannot make the engine allocate more.
+//!
+//! Padding (kind 5, payload all zero bytes, at most [`MAX_PADDING`]) hides the
+//! length of what a write carries: a padded write is one or more frames followed
+//! by one padding frame, [`padded_len`] bytes in all, written to TLS at once. The
+//! padding is inside the TLS stream, so it is encrypted and authenticated like
+//! the content; the receiving engine checks and drops it, and `recv` never
+//! returns it. The record sizes the carrier sees then depend only on the bucket.
 
 use std::fmt;
 
 use zeroize::{Zeroize, Zeroizing};
 
 /// Bytes of the frame header.
-pub(crate) const HEADER_LEN: usize = 5;
+pub const HEADER_LEN: usize = 5;
+
+/// The largest TLS 1.3 record plaintext (RFC 8446 section 5.1): a write of up to
+/// this many bytes leaves as one record.
+pub const RECORD_PLAINTEXT: usize = 16 * 1024;
+
+/// The largest padding frame payload a sender produces and a receiver accepts
+/// (whatever its `max_frame_payload`): [`padded_len`] never needs more.
+pub const MAX_PADDING: usize = RECORD_PLAINTEXT;
+
+/// The bucket a padded write of `len` bytes (frames plus the padding frame's
+/// header) is rounded up to: `min` (clamped to 1..=[`RECORD_PLAINTEXT`]), else the
+/// next power of two up to one full TLS record, else the next multiple of a full
+/// record. So a write of at most one record is one record whose size is the
+/// bucket, and the padding added is below [`MAX_PADDING`].
+pub fn padded_len(len: usize, min: usize) -> usize {
+    let min = min.clamp(1, RECORD_PLAINTEXT);
+    if len <= min {
+        min
+    } else if len <= RECORD_PLAINTEXT {
+        len.next_power_of_two()
+    } else {
+        len.div_ceil(RECORD_PLAINTEXT)
+            .saturating_mul(RECORD_PLAINTEXT)
+    }
+}
 
 /// What a frame carries.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -29,6 +61,9 @@ pub enum FrameKind {
     StreamChunk,
     /// The end of a streamed response.
     End,
+    /// Padding: zero bytes that make a write fill its bucket. Checked and dropped
+    /// by the receiving engine, never returned by `recv`.
+    Padding,
 }
 
 impl FrameKind {
@@ -38,6 +73,7 @@ impl FrameKind {
             Self::Response => 2,
             Self::StreamChunk => 3,
             Self::End => 4,
+            Self::Padding => 5,
         }
     }
 
@@ -47,6 +83,7 @@ impl FrameKind {
             2 => Self::Response,
             3 => Self::StreamChunk,
             4 => Self::End,
+            5 => Self::Padding,
             _ => return None,
         })
     }
@@ -136,7 +173,27 @@ mod tests {
         for b in 0..=255u8 {
             match FrameKind::from_byte(b) {
                 Some(k) => assert_eq!(k.to_byte(), b),
-                None => assert!(b == 0 || b > 4),
+                None => assert!(b == 0 || b > 5),
+            }
+        }
+    }
+
+    #[test]
+    fn buckets() {
+        assert_eq!(padded_len(0, 256), 256);
+        assert_eq!(padded_len(256, 256), 256);
+        assert_eq!(padded_len(257, 256), 512);
+        assert_eq!(padded_len(1000, 1024), 1024);
+        assert_eq!(padded_len(5000, 1024), 8192);
+        assert_eq!(padded_len(16384, 1024), 16384);
+        assert_eq!(padded_len(16385, 1024), 32768);
+        assert_eq!(padded_len(40_010, 1024), 49152);
+        // A minimum above one record is clamped to one record.
+        assert_eq!(padded_len(10, 1 << 20), 16384);
+        for len in (0..100_000).step_by(97) {
+            for min in [1, 256, 1024, 2048] {
+                let b = padded_len(len, min);
+                assert!(b >= len && b - len <= MAX_PADDING, "{len} {min} {b}");
             }
         }
     }

@@ -12,7 +12,9 @@
 //! The bytes are TLS 1.3 records (RFC 8446 section 5) of an RA-TLS connection
 //! ([`confide_ratls`]); the carrier (OHTTP through relay and gateway, or TCP
 //! between nodes) never sees plaintext. Inside, application messages are
-//! length-prefixed [`Frame`]s.
+//! length-prefixed [`Frame`]s, which a write can pad to a bucket with a zero-filled
+//! padding frame ([`padded_len`]) so that record sizes do not follow content: the
+//! client pads every request, the node its streamed units.
 //!
 //! Guarantees:
 //! - The client engine refuses application data ([`SessionError::NotEstablished`])
@@ -42,8 +44,14 @@ use confide_ratls::{ManualClock, NodeCertResolver, NodeVerifier, PeerVerificatio
 use zeroize::Zeroizing;
 
 pub use error::SessionError;
-pub use frame::{Frame, FrameKind};
-use frame::{HEADER_LEN, append_zeroizing, consume_front};
+pub use frame::{Frame, FrameKind, HEADER_LEN, MAX_PADDING, RECORD_PLAINTEXT, padded_len};
+use frame::{append_zeroizing, consume_front};
+
+/// The bucket floor of every frame a [`ClientEngine`] sends: a request is padded to
+/// 1 KiB, or the next power of two up to 16 KiB, or the next multiple of 16 KiB
+/// ([`padded_len`]). Most requests (a suggestion, a short summary) then look alike
+/// on the wire; a long summary reveals only its bucket.
+pub const REQUEST_MIN_BUCKET: usize = 1024;
 
 /// Size limits of one session.
 #[derive(Debug, Clone, Copy)]
@@ -213,6 +221,25 @@ impl Engine {
             let mut len_bytes = [0u8; 4];
             len_bytes.copy_from_slice(&self.reassembly[1..HEADER_LEN]);
             let len = usize::try_from(u32::from_be_bytes(len_bytes)).unwrap_or(usize::MAX);
+            if kind == FrameKind::Padding {
+                // Padding is bounded by its own limit (a sender with a small frame
+                // limit may still pad up to a bucket) and never reaches the inbox.
+                if len > MAX_PADDING {
+                    return Err(self.fail(SessionError::BadPadding));
+                }
+                if self.reassembly.len() < HEADER_LEN + len {
+                    break;
+                }
+                // Only zeros: padding is no side channel for a node to fill.
+                if self.reassembly[HEADER_LEN..HEADER_LEN + len]
+                    .iter()
+                    .any(|&b| b != 0)
+                {
+                    return Err(self.fail(SessionError::BadPadding));
+                }
+                consume_front(&mut self.reassembly, HEADER_LEN + len);
+                continue;
+            }
             if len > self.limits.max_frame_payload {
                 let limit = self.limits.max_frame_payload;
                 return Err(self.fail(SessionError::FrameTooLarge { limit }));
@@ -244,7 +271,13 @@ impl Engine {
         (!out.is_empty()).then_some(out)
     }
 
-    fn send(&mut self, frame: &Frame) -> Result<(), SessionError> {
+    /// Encodes `frames` (and, with `pad_to` set, one padding frame bringing the total
+    /// to [`padded_len`] of it) and hands them to TLS in one write.
+    fn send_frames(
+        &mut self,
+        frames: &[&Frame],
+        pad_to: Option<usize>,
+    ) -> Result<(), SessionError> {
         if self.failed {
             return Err(SessionError::Failed);
         }
@@ -254,17 +287,41 @@ impl Engine {
         if !self.established {
             return Err(SessionError::NotEstablished);
         }
-        if frame.payload().len() > self.limits.max_frame_payload {
-            return Err(SessionError::FrameTooLarge {
-                limit: self.limits.max_frame_payload,
-            });
-        }
-        let header = frame.header().ok_or(SessionError::FrameTooLarge {
+        let too_large = SessionError::FrameTooLarge {
             limit: self.limits.max_frame_payload,
-        })?;
-        let mut w = self.conn.writer();
-        // With no buffer limit set, rustls accepts the whole write.
-        if w.write_all(&header).is_err() || w.write_all(frame.payload()).is_err() {
+        };
+        let mut len = 0usize;
+        for f in frames {
+            if f.payload().len() > self.limits.max_frame_payload {
+                return Err(too_large);
+            }
+            len += HEADER_LEN + f.payload().len();
+        }
+        let padding = match pad_to {
+            Some(min) => {
+                let target = padded_len(len + HEADER_LEN, min);
+                Some(target - len - HEADER_LEN)
+            }
+            None => None,
+        };
+        let total = len + padding.map_or(0, |p| HEADER_LEN + p);
+        let mut unit = Zeroizing::new(Vec::with_capacity(total));
+        for f in frames {
+            unit.extend_from_slice(&f.header().ok_or(SessionError::FrameTooLarge {
+                limit: self.limits.max_frame_payload,
+            })?);
+            unit.extend_from_slice(f.payload());
+        }
+        if let Some(p) = padding {
+            let pad = Frame::new(FrameKind::Padding, vec![0; p]);
+            unit.extend_from_slice(&pad.header().ok_or(too_large)?);
+            unit.extend_from_slice(pad.payload());
+        }
+        // One write: rustls seals each write into its own records (up to 16 KiB of
+        // plaintext each), so a unit of at most one record leaves as exactly one
+        // record whose size is the unit's. With no buffer limit set, rustls accepts
+        // the whole write.
+        if self.conn.writer().write_all(&unit).is_err() {
             return Err(self.fail(SessionError::Failed));
         }
         Ok(())
@@ -359,7 +416,9 @@ impl ClientEngine {
         self.verified_node().is_some()
     }
 
-    /// Queues a frame for the node; refused until the node is verified.
+    /// Queues a frame for the node, padded to its [`REQUEST_MIN_BUCKET`] bucket (one
+    /// TLS write, so requests of nearby sizes leave as records of the same size);
+    /// refused until the node is verified.
     pub fn send(&mut self, frame: &Frame) -> Result<(), SessionError> {
         // The proof is required, not merely a finished handshake.
         if self.verified_node().is_none() {
@@ -369,7 +428,7 @@ impl ClientEngine {
                 SessionError::NotEstablished
             });
         }
-        self.engine.send(frame)
+        self.engine.send_frames(&[frame], Some(REQUEST_MIN_BUCKET))
     }
 
     /// The next frame received from the node.
@@ -448,9 +507,22 @@ impl ServerEngine {
         }
     }
 
-    /// Queues a frame for the peer; refused until established.
+    /// Queues a frame for the peer, unpadded, as one TLS write; refused until
+    /// established.
     pub fn send(&mut self, frame: &Frame) -> Result<(), SessionError> {
-        self.engine.send(frame)
+        self.engine.send_frames(&[frame], None)
+    }
+
+    /// Queues `frames` and one padding frame as one TLS write of
+    /// [`padded_len`]`(frames + padding header, min_bucket)` bytes: what the peer's
+    /// carrier sees depends on the bucket, not on the frames' lengths. With no frames
+    /// the write is padding only (cover traffic on a tick with nothing to say).
+    pub fn send_padded(
+        &mut self,
+        frames: &[&Frame],
+        min_bucket: usize,
+    ) -> Result<(), SessionError> {
+        self.engine.send_frames(frames, Some(min_bucket))
     }
 
     /// The next frame received.

@@ -251,7 +251,7 @@ fn tampered_nodes_fail_closed_before_any_application_data() {
     n.attester.measurement = measurement(0x66);
     assert!(matches!(
         *refused(&n, &n.world),
-        RatlsError::MeasurementNotListed
+        RatlsError::MeasurementNotListed { .. }
     ));
 
     // Model file digest differs from the logged one.
@@ -482,7 +482,7 @@ fn mutual_sessions_between_nodes() {
     let SessionError::Verification(cause) = e else {
         panic!("{e:?}")
     };
-    assert!(matches!(*cause, RatlsError::MeasurementNotListed));
+    assert!(matches!(*cause, RatlsError::MeasurementNotListed { .. }));
     assert!(!s.is_established() && s.verified_peer().is_none());
     assert!(matches!(
         s.send(&Frame::new(FrameKind::Response, vec![1])),
@@ -568,4 +568,98 @@ fn client_hello_offers_only_tls13_with_ephemeral_key_exchange() {
     if let Some(modes) = ext(45) {
         assert_eq!(modes, vec![1, 1]);
     }
+}
+
+/// Issue 13: requests are padded to buckets by the client engine, and a node's padded
+/// write of frames is one record whose size is the bucket; the receiver drops padding.
+#[test]
+fn padded_writes_hide_lengths_and_padding_is_dropped() {
+    let (mut c, mut s, _) = established();
+    // Client requests of nearby sizes: the same records on the wire.
+    let mut shapes = Vec::new();
+    for len in [10, 300, 900] {
+        c.send(&Frame::new(FrameKind::Request, vec![b'r'; len]))
+            .unwrap();
+        let out = c.get_outgoing().unwrap();
+        shapes.push(records(&out));
+        s.put_incoming(&out, at(T0 + 60)).unwrap();
+        let f = s.recv().unwrap();
+        assert_eq!((f.kind(), f.payload().len()), (FrameKind::Request, len));
+        assert!(s.recv().is_none(), "padding never reaches recv");
+    }
+    assert_eq!(
+        shapes[0],
+        vec![(23, confide_session::REQUEST_MIN_BUCKET + 17)]
+    );
+    assert!(shapes.iter().all(|r| *r == shapes[0]), "{shapes:?}");
+    // A request above the floor takes the next power of two.
+    c.send(&Frame::new(FrameKind::Request, vec![b'r'; 1500]))
+        .unwrap();
+    let out = c.get_outgoing().unwrap();
+    assert_eq!(records(&out), vec![(23, 2048 + 17)]);
+    s.put_incoming(&out, at(T0 + 60)).unwrap();
+    assert_eq!(s.recv().unwrap().payload().len(), 1500);
+
+    // Node units: text of 1 or 200 bytes, or none, fill the same 256-byte record.
+    let mut units = Vec::new();
+    for text in [&b"a"[..], &[b'x'; 200][..], &[][..]] {
+        let chunk = Frame::new(FrameKind::StreamChunk, text.to_vec());
+        let frames: Vec<&Frame> = if text.is_empty() {
+            vec![]
+        } else {
+            vec![&chunk]
+        };
+        s.send_padded(&frames, 256).unwrap();
+        let out = s.get_outgoing().unwrap();
+        units.push(records(&out));
+        c.put_incoming(&out, at(T0 + 60)).unwrap();
+        if text.is_empty() {
+            assert!(c.recv().is_none(), "a padding-only unit carries nothing");
+        } else {
+            assert_eq!(c.recv().unwrap().payload(), text);
+        }
+    }
+    assert!(
+        units.iter().all(|u| *u == vec![(23, 256 + 17)]),
+        "{units:?}"
+    );
+    // Several frames in one unit, still one record.
+    let a = Frame::new(FrameKind::StreamChunk, b"one".to_vec());
+    let e = Frame::new(FrameKind::End, b"{}".to_vec());
+    s.send_padded(&[&a, &e], 256).unwrap();
+    let out = s.get_outgoing().unwrap();
+    assert_eq!(records(&out), vec![(23, 256 + 17)]);
+    c.put_incoming(&out, at(T0 + 60)).unwrap();
+    assert_eq!(c.recv().unwrap().kind(), FrameKind::StreamChunk);
+    assert_eq!(c.recv().unwrap().kind(), FrameKind::End);
+    assert!(c.recv().is_none());
+}
+
+#[test]
+fn malformed_padding_fails_closed() {
+    // Padding carrying anything but zeros is a channel nobody asked for.
+    let (mut c, mut s, _) = established();
+    s.send(&Frame::new(FrameKind::Padding, vec![1; 10]))
+        .unwrap();
+    let out = s.get_outgoing().unwrap();
+    assert!(matches!(
+        c.put_incoming(&out, at(T0 + 60)),
+        Err(SessionError::BadPadding)
+    ));
+    assert!(matches!(
+        c.put_incoming(&[], at(T0 + 60)),
+        Err(SessionError::Failed)
+    ));
+    // Padding longer than any bucket needs.
+    let (mut c, mut s, _) = established();
+    s.send(&Frame::new(
+        FrameKind::Padding,
+        vec![0; confide_session::MAX_PADDING + 1],
+    ))
+    .unwrap();
+    let out = s.get_outgoing().unwrap();
+    assert!(matches!(
+        c.put_incoming(&out, at(T0 + 60)),
+        Err(SessionError::BadPadding)
+    ));
 }

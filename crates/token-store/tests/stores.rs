@@ -84,6 +84,60 @@ async fn redb_contract_persistence_and_expiry() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn redb_group_commit_concurrent_spends_are_durable_and_unique() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("spent.redb");
+    const SPENDS: usize = 400;
+    let commits;
+    {
+        let store = Arc::new(RedbSpentStore::open(&path).unwrap());
+        // Every id is spent twice at the same time by different tasks, so the two
+        // attempts often land in one batch: exactly one of each pair may win.
+        let mut tasks = Vec::new();
+        for n in 0..SPENDS {
+            for _ in 0..2 {
+                let s = Arc::clone(&store);
+                let mut b = [0u8; 32];
+                b[..8].copy_from_slice(&(n as u64).to_be_bytes());
+                tasks.push(tokio::spawn(async move {
+                    (
+                        n,
+                        s.spend(SpentId::from_bytes(b), NOW + 100, NOW)
+                            .await
+                            .unwrap(),
+                    )
+                }));
+            }
+        }
+        let mut wins = vec![0u32; SPENDS];
+        for t in tasks {
+            let (n, o) = t.await.unwrap();
+            if o == SpendOutcome::Fresh {
+                wins[n] += 1;
+            }
+        }
+        assert!(wins.iter().all(|&w| w == 1), "each id wins exactly once");
+        commits = store.commits();
+        assert!(commits >= 1 && commits <= SPENDS as u64);
+        println!("{} spends in {commits} commits", 2 * SPENDS);
+    }
+    // Reopened: every spend answered `Fresh` was committed before its answer.
+    let store = RedbSpentStore::open(&path).unwrap();
+    assert_eq!(store.len().unwrap(), SPENDS as u64);
+    for n in 0..SPENDS {
+        let mut b = [0u8; 32];
+        b[..8].copy_from_slice(&(n as u64).to_be_bytes());
+        assert_eq!(
+            store
+                .spend(SpentId::from_bytes(b), NOW + 100, NOW + 1)
+                .await
+                .unwrap(),
+            SpendOutcome::AlreadySpent
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn redis_contract_two_replicas_and_ttl() {
     let server = RedisServer::start().unwrap();
     let a = Arc::new(RedisSpentStore::connect(&server.url()).await.unwrap());
@@ -97,16 +151,39 @@ async fn redis_contract_two_replicas_and_ttl() {
     );
     let exp = now + 86_400;
     assert_eq!(b.spend(id(9), exp, now).await.unwrap(), SpendOutcome::Fresh);
-    // The record expires with the key: Redis holds its expiry time.
+    // The record expires with the key: its time to live is the key's remaining life by
+    // the gateway's clock (at most; a little may have passed since `now`).
     let client = redis::Client::open(server.url()).unwrap();
-    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
-    let key = format!("confide:spent:{}", hex::encode([9u8; 32]));
-    let at: i64 = redis::cmd("EXPIRETIME")
-        .arg(&key)
-        .query_async(&mut conn)
-        .await
-        .unwrap();
-    assert_eq!(at as u64, exp);
+    let conn = client.get_multiplexed_async_connection().await.unwrap();
+    let pttl = |n: u8| {
+        let key = format!("confide:spent:{}", hex::encode([n; 32]));
+        let mut conn = conn.clone();
+        async move {
+            let ms: i64 = redis::cmd("PTTL")
+                .arg(&key)
+                .query_async(&mut conn)
+                .await
+                .unwrap();
+            ms
+        }
+    };
+    let ttl = pttl(9).await;
+    assert!(ttl > 86_000_000 && ttl <= 86_400_000, "{ttl}");
+    // The gateway's clock, not Redis's, decides: with a gateway clock well behind the
+    // Redis server's, an absolute expiry (`EXAT`) would already have passed on Redis
+    // and the spend would be forgotten at once (a double spend). The relative expiry
+    // keeps it for the key's remaining life as the gateway sees it.
+    let behind = now - 10_000;
+    assert_eq!(
+        b.spend(id(21), behind + 100, behind).await.unwrap(),
+        SpendOutcome::Fresh
+    );
+    assert_eq!(
+        a.spend(id(21), behind + 100, behind + 1).await.unwrap(),
+        SpendOutcome::AlreadySpent
+    );
+    let ttl = pttl(21).await;
+    assert!(ttl > 90_000 && ttl <= 100_000, "{ttl}");
     // A record whose expiry has passed is gone: spending the id again counts as fresh.
     let past = now - 1;
     b.spend(id(20), past, now).await.unwrap();

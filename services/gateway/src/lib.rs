@@ -44,7 +44,7 @@ use tower::ServiceExt;
 pub use inner::{InnerState, TokenGate, TokenRejection};
 pub use keys::{KeyRing, KeySchedule};
 pub use metrics::GatewayMetrics;
-pub use replay::ReplayCache;
+pub use replay::{ReplayCache, ReplayUnavailable};
 
 /// The IANA problem type for key configuration problems (RFC 9458 §5.3, §9.5).
 pub const OHTTP_KEY_PROBLEM: &str = "https://iana.org/assignments/http-problem-types#ohttp-key";
@@ -90,6 +90,9 @@ pub struct GatewayConfig {
     pub replay_window: u64,
     /// Most remembered encapsulated keys.
     pub replay_capacity: usize,
+    /// Remember encapsulated keys in this Redis, shared with the other gateway
+    /// replicas, instead of in this process (RFC 9458 §6.5 across replicas).
+    pub shared_replay: Option<confide_token_store::RedisShared>,
     /// Where refusals, decapsulation failures and redemptions are counted.
     pub metrics: GatewayMetrics,
 }
@@ -102,6 +105,7 @@ impl Default for GatewayConfig {
             allowed_relays: None,
             replay_window: 300,
             replay_capacity: 1 << 20,
+            shared_replay: None,
             metrics: GatewayMetrics::default(),
         }
     }
@@ -135,7 +139,10 @@ impl Gateway {
             tokens,
             metrics: config.metrics.clone(),
         }));
-        let replay = ReplayCache::new(config.replay_window, config.replay_capacity);
+        let mut replay = ReplayCache::new(config.replay_window, config.replay_capacity);
+        if let Some(shared) = &config.shared_replay {
+            replay = replay.with_shared(shared.clone());
+        }
         Self {
             ring,
             inner,
@@ -295,14 +302,26 @@ async fn gateway(State(gw): State<Arc<Gateway>>, request: http::Request<Body>) -
     if let Some(b) = body.get(7..39) {
         enc.copy_from_slice(b);
     }
-    if !gw.replay.check_and_insert(enc, now) {
-        tracing::warn!("replayed encapsulated request refused");
-        gw.config.metrics.refused("replayed");
-        return inner::problem(
-            StatusCode::BAD_REQUEST,
-            "replayed-request",
-            "encapsulated request replayed",
-        );
+    match gw.replay.check(enc, now).await {
+        Ok(true) => {}
+        Ok(false) => {
+            tracing::warn!("replayed encapsulated request refused");
+            gw.config.metrics.refused("replayed");
+            return inner::problem(
+                StatusCode::BAD_REQUEST,
+                "replayed-request",
+                "encapsulated request replayed",
+            );
+        }
+        Err(_) => {
+            // Without the shared check a replay could pass: refuse (fail closed).
+            gw.config.metrics.refused("replay_store_unavailable");
+            return inner::problem(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "replay-check-unavailable",
+                "the replay check is unavailable",
+            );
+        }
     }
     let response = match bhttp::Request::decode(&plaintext) {
         Ok(req) => dispatch(&gw, req, now).await,

@@ -95,6 +95,7 @@ impl GatewayMetrics {
         "body_unreadable",
         "keys_unavailable",
         "replayed",
+        "replay_store_unavailable",
         "malformed_bhttp",
         "stale_date",
     ];

@@ -13,6 +13,14 @@
 //! the idle timeout are forgotten (`session-unknown`); a pinned node that stops
 //! answering yields `node-gone` and the session is dropped, so the SDK re-attests a fresh
 //! one. Nodes are health-checked with `GET {node}/health`.
+//!
+//! Every gateway→node call is bounded in time ([`NodeTimeouts`]): a node that accepts
+//! the connection and then says nothing (hung, overloaded, or hostile) would otherwise
+//! hold the device's request, the relay's connection and a gateway task forever. A node
+//! that misses its deadline before answering yields `node-timeout` (504) and is treated
+//! like a node that is gone: the session is dropped and the node marked down until its
+//! next health check passes. A stream that stalls after it started is cut without its
+//! end, which the device detects as truncation (fail closed).
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -25,7 +33,8 @@ use axum::extract::{Path, State};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use base64::Engine as _;
-use futures::TryStreamExt as _;
+use bytes::BytesMut;
+use futures::{StreamExt as _, TryStreamExt as _};
 use http::{HeaderMap, HeaderValue, StatusCode};
 use rand_core::{OsRng, RngCore};
 
@@ -37,6 +46,70 @@ pub const SESSION_ID_HEADER: &str = "confide-session-id";
 pub const DEFAULT_IDLE: Duration = Duration::from_secs(120);
 /// Largest body forwarded to a node in one call.
 const MAX_FORWARD: usize = 256 * 1024;
+/// Default bound on waiting for a node's answer to start, and on any silence
+/// within a streamed answer. Generous: a loaded node first evaluates the whole prompt
+/// before its first record, and SmolLM-class models on CPU take seconds for that.
+pub const DEFAULT_NODE_RESPONSE_TIMEOUT: Duration = Duration::from_secs(60);
+/// Default bound on one whole streamed answer from a node (the longest generation
+/// the gateway will carry).
+pub const DEFAULT_NODE_STREAM_TIMEOUT: Duration = Duration::from_secs(600);
+
+/// How long the gateway waits on a node (see the module docs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NodeTimeouts {
+    /// Until the node's response head (and, for `POST /sessions`, its whole body)
+    /// arrived; also the longest silence allowed between two streamed pieces.
+    pub response: Duration,
+    /// Overall bound on one streamed answer, from the request to its last piece.
+    pub stream: Duration,
+}
+
+impl Default for NodeTimeouts {
+    fn default() -> Self {
+        Self {
+            response: DEFAULT_NODE_RESPONSE_TIMEOUT,
+            stream: DEFAULT_NODE_STREAM_TIMEOUT,
+        }
+    }
+}
+
+/// Why a call to a node failed (turned into a problem answer for the device).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum NodeCallError {
+    /// The node did not answer within [`NodeTimeouts::response`].
+    #[error("the node did not answer in time")]
+    Timeout,
+    /// The connection failed or broke.
+    #[error("the node could not be reached")]
+    Unreachable,
+}
+
+impl NodeCallError {
+    /// The problem answer: `node-timeout` (504) or `node-gone` (502).
+    pub fn response(self) -> Response {
+        match self {
+            Self::Timeout => problem(
+                StatusCode::GATEWAY_TIMEOUT,
+                "node-timeout",
+                "the node behind this session did not answer in time",
+            ),
+            Self::Unreachable => node_gone(),
+        }
+    }
+}
+
+/// Run `fut` (a node call) under `limit`.
+async fn bounded<T, E>(
+    limit: Duration,
+    fut: impl std::future::Future<Output = Result<T, E>>,
+) -> Result<T, NodeCallError> {
+    match tokio::time::timeout(limit, fut).await {
+        Ok(Ok(v)) => Ok(v),
+        Ok(Err(_)) => Err(NodeCallError::Unreachable),
+        Err(_) => Err(NodeCallError::Timeout),
+    }
+}
 
 /// Session routing errors (configuration only; request errors are problem responses).
 #[derive(Debug, thiserror::Error)]
@@ -48,6 +121,9 @@ pub enum SessionRoutingError {
     /// The HTTP client could not be built.
     #[error("cannot build the HTTP client for nodes")]
     Client,
+    /// A node timeout is zero (every call would fail).
+    #[error("node timeouts must be positive")]
+    Timeout,
 }
 
 #[derive(Debug)]
@@ -68,6 +144,7 @@ pub struct SessionRouter {
     nodes: Vec<NodeEntry>,
     table: Mutex<HashMap<String, Pinned>>,
     idle: Duration,
+    timeouts: NodeTimeouts,
     http: reqwest::Client,
 }
 
@@ -82,6 +159,69 @@ fn valid_id(id: &str) -> bool {
         && id
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+/// The largest TLS 1.3 record on the wire: 5 header bytes and at most 2^14 + 256 bytes
+/// of protected payload (RFC 8446 section 5.2).
+const MAX_TLS_RECORD: usize = 5 + (1 << 14) + 256;
+
+/// The next whole TLS record at the front of `buf`, if it holds one.
+fn next_record(buf: &mut BytesMut) -> Result<Option<Bytes>, std::io::Error> {
+    if buf.len() < 5 {
+        return Ok(None);
+    }
+    let len = 5 + usize::from(u16::from_be_bytes([buf[3], buf[4]]));
+    if len > MAX_TLS_RECORD {
+        return Err(std::io::Error::other(
+            "the node sent an oversized TLS record",
+        ));
+    }
+    if buf.len() < len {
+        return Ok(None);
+    }
+    Ok(Some(buf.split_to(len).freeze()))
+}
+
+/// Re-cuts a node's response body into whole TLS records, one stream item each.
+///
+/// Why: the gateway seals one chunked-OHTTP chunk per item, and how the node's HTTP body
+/// arrives (TCP segments, HTTP chunks) depends on the network and the load, not on what
+/// the node wrote. Cut at record boundaries, the chunks the relay sees are exactly the
+/// node's records, whose sizes the node pads to buckets. The record header is plaintext
+/// by design (RFC 8446 section 5.1), so this reads nothing the gateway could not see
+/// anyway. A body that breaks off inside a record, or a header announcing an impossible
+/// length, ends the stream with an error: the device sees a truncated answer.
+fn tls_records<S, E>(body: S) -> impl futures::Stream<Item = Result<Bytes, std::io::Error>>
+where
+    S: futures::Stream<Item = Result<Bytes, E>> + Unpin,
+{
+    futures::stream::unfold(
+        (body, BytesMut::new(), false),
+        |(mut body, mut buf, failed)| async move {
+            if failed {
+                return None;
+            }
+            loop {
+                match next_record(&mut buf) {
+                    Ok(Some(record)) => return Some((Ok(record), (body, buf, false))),
+                    Ok(None) => {}
+                    Err(e) => return Some((Err(e), (body, buf, true))),
+                }
+                match body.next().await {
+                    Some(Ok(b)) => buf.extend_from_slice(&b),
+                    Some(Err(_)) => {
+                        let e = std::io::Error::other("the node's response failed");
+                        return Some((Err(e), (body, buf, true)));
+                    }
+                    None if buf.is_empty() => return None,
+                    None => {
+                        let e = std::io::Error::other("the node's response ended inside a record");
+                        return Some((Err(e), (body, buf, true)));
+                    }
+                }
+            }
+        },
+    )
 }
 
 fn node_gone() -> Response {
@@ -104,6 +244,18 @@ impl SessionRouter {
     /// A router over `nodes` (base URLs) expiring sessions idle for `idle`. Nodes start
     /// unhealthy until their first health check passes.
     pub fn new(nodes: &[String], idle: Duration) -> Result<Arc<Self>, SessionRoutingError> {
+        Self::with_timeouts(nodes, idle, NodeTimeouts::default())
+    }
+
+    /// As [`SessionRouter::new`], bounding every node call by `timeouts`.
+    pub fn with_timeouts(
+        nodes: &[String],
+        idle: Duration,
+        timeouts: NodeTimeouts,
+    ) -> Result<Arc<Self>, SessionRoutingError> {
+        if timeouts.response.is_zero() || timeouts.stream.is_zero() {
+            return Err(SessionRoutingError::Timeout);
+        }
         let mut entries = Vec::with_capacity(nodes.len());
         for n in nodes {
             if !(n.starts_with("http://") || n.starts_with("https://")) {
@@ -122,6 +274,7 @@ impl SessionRouter {
             nodes: entries,
             table: Mutex::new(HashMap::new()),
             idle,
+            timeouts,
             http,
         }))
     }
@@ -149,7 +302,7 @@ impl SessionRouter {
             let ok = match self
                 .http
                 .get(format!("{}/health", n.url))
-                .timeout(Duration::from_secs(5))
+                .timeout(self.timeouts.response.min(Duration::from_secs(5)))
                 .send()
                 .await
             {
@@ -217,6 +370,12 @@ impl SessionRouter {
         }
     }
 
+    fn call_failed(&self, id: &str, node: usize, e: NodeCallError) {
+        // Only kinds reach the log: never a URL path (it holds the session id).
+        tracing::warn!(kind = %e, "node call failed");
+        self.mark_gone(id, node);
+    }
+
     /// `POST /v1/sessions` after the token was redeemed.
     pub async fn open(&self, body: Bytes) -> Response {
         if body.len() > MAX_FORWARD {
@@ -235,34 +394,32 @@ impl SessionRouter {
         };
         let id = new_session_id();
         let url = format!("{}/sessions", self.nodes[node].url);
-        let resp = match self
-            .http
-            .post(url)
-            .header(SESSION_ID_HEADER, &id)
-            .body(body)
-            .send()
-            .await
-        {
+        // One deadline for the head and the body: the node's first flight is small.
+        let call = async {
+            let resp = self
+                .http
+                .post(url)
+                .header(SESSION_ID_HEADER, &id)
+                .body(body)
+                .send()
+                .await?;
+            let status = resp.status();
+            resp.bytes().await.map(|b| (status, b))
+        };
+        let (status, records) = match bounded(self.timeouts.response, call).await {
             Ok(r) => r,
-            Err(_) => {
-                self.mark_gone(&id, node);
-                return node_gone();
+            Err(e) => {
+                self.call_failed(&id, node, e);
+                return e.response();
             }
         };
-        if !resp.status().is_success() {
+        if !status.is_success() {
             return problem(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "no-node-available",
                 "the node refused the session",
             );
         }
-        let records = match resp.bytes().await {
-            Ok(b) => b,
-            Err(_) => {
-                self.mark_gone(&id, node);
-                return node_gone();
-            }
-        };
         self.lock().insert(
             id.clone(),
             Pinned {
@@ -294,11 +451,17 @@ impl SessionRouter {
             return session_unknown();
         };
         let url = format!("{}/sessions/{id}", self.nodes[node].url);
-        let resp = match self.http.post(url).body(body).send().await {
+        let overall = tokio::time::Instant::now() + self.timeouts.stream;
+        let resp = match bounded(
+            self.timeouts.response,
+            self.http.post(url).body(body).send(),
+        )
+        .await
+        {
             Ok(r) => r,
-            Err(_) => {
-                self.mark_gone(id, node);
-                return node_gone();
+            Err(e) => {
+                self.call_failed(id, node, e);
+                return e.response();
             }
         };
         match resp.status() {
@@ -314,9 +477,15 @@ impl SessionRouter {
                 return node_gone();
             }
         }
-        // Chunks go out as the node produces them; the gateway holds none of them.
+        // Records go out as the node produces them, each bounded in time; the gateway
+        // holds no more than the one record it is completing.
         let stream = resp.bytes_stream().map_err(std::io::Error::other);
-        (StatusCode::OK, Body::from_stream(stream)).into_response()
+        let body = tls_records(Box::pin(bounded_stream(
+            stream,
+            self.timeouts.response,
+            overall,
+        )));
+        (StatusCode::OK, Body::from_stream(body)).into_response()
     }
 
     /// `DELETE /v1/sessions/<id>`.
@@ -328,7 +497,7 @@ impl SessionRouter {
         let url = format!("{}/sessions/{id}", self.nodes[node].url);
         // The node expires the session anyway; a failed delete changes nothing for
         // the device.
-        let _ = self.http.delete(url).send().await;
+        let _ = bounded(self.timeouts.response, self.http.delete(url).send()).await;
         StatusCode::NO_CONTENT.into_response()
     }
 
@@ -346,6 +515,29 @@ impl SessionRouter {
                 inner,
             })
     }
+}
+
+/// `stream`, cut with an error when a piece takes longer than `gap` or the stream
+/// runs past `deadline`. The cut stream has no end, so the device's chunked-OHTTP
+/// reader reports truncation rather than taking a partial answer as whole.
+fn bounded_stream(
+    stream: impl futures::Stream<Item = Result<Bytes, std::io::Error>> + Send + Unpin + 'static,
+    gap: Duration,
+    deadline: tokio::time::Instant,
+) -> impl futures::Stream<Item = Result<Bytes, std::io::Error>> + Send + 'static {
+    use futures::StreamExt as _;
+    futures::stream::unfold(Some(stream), move |state| async move {
+        let mut s = state?;
+        let until = deadline.min(tokio::time::Instant::now() + gap);
+        match tokio::time::timeout_at(until, s.next()).await {
+            Ok(Some(item)) => Some((item, Some(s))),
+            Ok(None) => None,
+            Err(_) => {
+                tracing::warn!(kind = %NodeCallError::Timeout, "node stream cut");
+                Some((Err(std::io::Error::other(NodeCallError::Timeout)), None))
+            }
+        }
+    })
 }
 
 #[derive(Clone)]
@@ -463,11 +655,14 @@ mod tests {
             .route(
                 "/sessions/{id}",
                 post(move |Path(id): Path<String>, body: Bytes| async move {
-                    // Streamed in two pieces, as a node streams generated records.
-                    let parts = futures::stream::iter([
-                        Ok::<_, std::io::Error>(format!("{name}:{id}:")),
-                        Ok(format!("{}", body.len())),
-                    ]);
+                    // Two records, as a node streams generated records, cut across
+                    // three pieces the way TCP might deliver them.
+                    let mut wire = record(format!("{name}:{id}:").as_bytes());
+                    wire.extend(record(format!("{}", body.len()).as_bytes()));
+                    let tail = wire.split_off(7);
+                    let mid = wire.split_off(3);
+                    let parts =
+                        futures::stream::iter([Ok::<_, std::io::Error>(wire), Ok(mid), Ok(tail)]);
                     Body::from_stream(parts)
                 })
                 .delete(|| async { StatusCode::NO_CONTENT }),
@@ -476,6 +671,62 @@ mod tests {
         let url = format!("http://{}", l.local_addr().unwrap());
         tokio::spawn(async move { axum::serve(l, app).await.unwrap() });
         url
+    }
+
+    /// A TLS application-data record around `payload` (the gateway reads only the header).
+    fn record(payload: &[u8]) -> Vec<u8> {
+        let mut r = vec![23, 3, 3];
+        r.extend_from_slice(&u16::try_from(payload.len()).unwrap().to_be_bytes());
+        r.extend_from_slice(payload);
+        r
+    }
+
+    /// The payloads of the records the gateway forwarded, one per body frame.
+    async fn forwarded_records(r: Response) -> Vec<String> {
+        use http_body_util::BodyExt as _;
+        let mut body = r.into_body();
+        let mut out = Vec::new();
+        while let Some(f) = body.frame().await {
+            let data = f.unwrap().into_data().unwrap();
+            let len = usize::from(u16::from_be_bytes([data[3], data[4]]));
+            assert_eq!(data.len(), 5 + len, "one whole record per frame");
+            out.push(String::from_utf8(data[5..].to_vec()).unwrap());
+        }
+        out
+    }
+
+    #[tokio::test]
+    async fn node_bodies_are_recut_into_whole_records() {
+        use futures::StreamExt as _;
+        let a = record(&[1; 300]);
+        let b = record(&[2; 20]);
+        let wire: Vec<u8> = [a.clone(), b.clone()].concat();
+        // However the body is cut, the items are the records.
+        for cut in [1, 4, 5, 6, 299, 305, 310, wire.len()] {
+            let pieces: Vec<Result<Bytes, std::io::Error>> = wire
+                .chunks(cut)
+                .map(|c| Ok(Bytes::copy_from_slice(c)))
+                .collect();
+            let got: Vec<Bytes> = tls_records(futures::stream::iter(pieces))
+                .map(Result::unwrap)
+                .collect()
+                .await;
+            assert_eq!(
+                got,
+                vec![Bytes::from(a.clone()), Bytes::from(b.clone())],
+                "{cut}"
+            );
+        }
+        // A body ending inside a record, or announcing an impossible length, fails.
+        let cut: Vec<Result<Bytes, std::io::Error>> = vec![Ok(Bytes::from(a[..100].to_vec()))];
+        let got: Vec<_> = tls_records(futures::stream::iter(cut)).collect().await;
+        assert_eq!(got.len(), 1);
+        assert!(got[0].is_err());
+        let huge = vec![Ok::<_, std::io::Error>(Bytes::from_static(&[
+            23, 3, 3, 0xff, 0xff, 0,
+        ]))];
+        let got: Vec<_> = tls_records(futures::stream::iter(huge)).collect().await;
+        assert!(got.len() == 1 && got[0].is_err());
     }
 
     async fn body_text(r: Response) -> String {
@@ -505,7 +756,10 @@ mod tests {
             for _ in 0..2 {
                 let fwd = r.forward(&id, Bytes::from_static(b"records")).await;
                 assert_eq!(fwd.status(), StatusCode::OK);
-                assert_eq!(body_text(fwd).await, format!("{name}:{id}:7"));
+                assert_eq!(
+                    forwarded_records(fwd).await,
+                    vec![format!("{name}:{id}:"), "7".to_owned()]
+                );
             }
             seen.insert(name);
         }
@@ -515,5 +769,148 @@ mod tests {
         assert_eq!(r.close(&some).await.status(), StatusCode::NO_CONTENT);
         assert_eq!(r.close(&some).await.status(), StatusCode::NOT_FOUND);
         assert_eq!(r.session_count(), 39);
+    }
+
+    /// A real node-side socket that misbehaves: accepts connections, reads what comes,
+    /// writes `head` (possibly nothing) and then stays silent with the socket open.
+    async fn stalling_node(head: &'static [u8]) -> String {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", l.local_addr().unwrap());
+        tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((mut sock, _)) = l.accept().await {
+                let mut buf = [0u8; 4096];
+                let _ = sock.read(&mut buf).await;
+                let _ = sock.write_all(head).await;
+                held.push(sock); // never answered further, never closed
+            }
+        });
+        url
+    }
+
+    fn pin(r: &SessionRouter, node: usize) -> String {
+        let id = new_session_id();
+        r.lock().insert(
+            id.clone(),
+            Pinned {
+                node,
+                touched: Instant::now(),
+            },
+        );
+        id
+    }
+
+    async fn problem_type(r: Response) -> String {
+        let v: serde_json::Value = serde_json::from_str(&body_text(r).await).unwrap();
+        v["type"].as_str().unwrap().to_owned()
+    }
+
+    #[tokio::test]
+    async fn a_silent_node_times_out_with_a_problem_answer() {
+        let url = stalling_node(b"").await;
+        let timeouts = NodeTimeouts {
+            response: Duration::from_millis(300),
+            stream: Duration::from_secs(5),
+        };
+        let r = SessionRouter::with_timeouts(&[url], DEFAULT_IDLE, timeouts).unwrap();
+        // The health check is bounded too: the silent node is not healthy.
+        r.check_health().await;
+        assert_eq!(r.healthy_nodes(), 0);
+
+        // Opening a session on it (as if it had passed an earlier check).
+        r.nodes[0].healthy.store(true, Ordering::Relaxed);
+        let resp = r.open(Bytes::from_static(b"hello")).await;
+        assert_eq!(resp.status(), StatusCode::GATEWAY_TIMEOUT);
+        assert_eq!(problem_type(resp).await, "urn:confide:problem:node-timeout");
+        assert_eq!(r.healthy_nodes(), 0, "a node that times out is marked down");
+        assert_eq!(r.session_count(), 0);
+
+        // Continuing a session pinned to it: same answer, and the session is dropped.
+        r.nodes[0].healthy.store(true, Ordering::Relaxed);
+        let id = pin(&r, 0);
+        let resp = r.forward(&id, Bytes::from_static(b"records")).await;
+        assert_eq!(resp.status(), StatusCode::GATEWAY_TIMEOUT);
+        assert_eq!(problem_type(resp).await, "urn:confide:problem:node-timeout");
+        assert_eq!(r.session_count(), 0);
+        assert_eq!(r.healthy_nodes(), 0);
+
+        // Closing is bounded too (the answer does not depend on the node).
+        r.nodes[0].healthy.store(true, Ordering::Relaxed);
+        let id = pin(&r, 0);
+        assert_eq!(r.close(&id).await.status(), StatusCode::NO_CONTENT);
+        assert!(
+            SessionRouter::with_timeouts(
+                &[],
+                DEFAULT_IDLE,
+                NodeTimeouts {
+                    response: Duration::ZERO,
+                    stream: Duration::from_secs(1)
+                }
+            )
+            .is_err()
+        );
+    }
+
+    #[tokio::test]
+    async fn a_stream_that_stalls_is_cut_not_ended() {
+        // The head and one whole TLS record in a chunked answer, then silence.
+        let url = stalling_node(
+            b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\na\r\n\x17\x03\x03\x00\x05hello\r\n",
+        )
+        .await;
+        let timeouts = NodeTimeouts {
+            response: Duration::from_millis(300),
+            stream: Duration::from_secs(5),
+        };
+        let r = SessionRouter::with_timeouts(&[url], DEFAULT_IDLE, timeouts).unwrap();
+        let id = pin(&r, 0);
+        let resp = r.forward(&id, Bytes::from_static(b"records")).await;
+        assert_eq!(resp.status(), StatusCode::OK);
+        let mut body = resp.into_body();
+        use http_body_util::BodyExt as _;
+        let first = body.frame().await.unwrap().unwrap().into_data().unwrap();
+        assert_eq!(&first[..], b"\x17\x03\x03\x00\x05hello");
+        // The stall turns into an error, never into a clean end of the stream.
+        let next = body.frame().await;
+        assert!(matches!(next, Some(Err(_))), "stalled stream must be cut");
+
+        // The overall bound holds even when the node keeps trickling within the gap.
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", l.local_addr().unwrap());
+        tokio::spawn(async move {
+            use tokio::io::{AsyncReadExt, AsyncWriteExt};
+            while let Ok((mut sock, _)) = l.accept().await {
+                tokio::spawn(async move {
+                    let mut buf = [0u8; 4096];
+                    let _ = sock.read(&mut buf).await;
+                    // A record header announcing 16 KiB, whose body then trickles in
+                    // a byte at a time: the record is never complete, the node never
+                    // silent for longer than the gap.
+                    let _ = sock
+                        .write_all(
+                            b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n\
+                              5\r\n\x17\x03\x03\x40\x00\r\n",
+                        )
+                        .await;
+                    while sock.write_all(b"1\r\nx\r\n").await.is_ok() {
+                        tokio::time::sleep(Duration::from_millis(20)).await;
+                    }
+                });
+            }
+        });
+        let timeouts = NodeTimeouts {
+            response: Duration::from_secs(2),
+            stream: Duration::from_millis(300),
+        };
+        let r = SessionRouter::with_timeouts(&[url], DEFAULT_IDLE, timeouts).unwrap();
+        let id = pin(&r, 0);
+        let resp = r.forward(&id, Bytes::from_static(b"records")).await;
+        assert_eq!(resp.status(), StatusCode::OK);
+        let collected = resp.into_body().collect().await;
+        assert!(
+            collected.is_err(),
+            "an endless stream is cut at the overall bound"
+        );
     }
 }

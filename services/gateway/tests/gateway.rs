@@ -292,6 +292,86 @@ async fn replayed_encapsulation_is_refused() {
     );
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicas_sharing_redis_refuse_a_replay_seen_by_the_other() {
+    let server = confide_token_store::testing::RedisServer::start().unwrap();
+    let shared = || async {
+        confide_token_store::RedisShared::connect(&server.url(), "confide:ohttp-enc:")
+            .await
+            .unwrap()
+    };
+    // Two replicas: the same key seed (as `--ohttp-key` shares it), each its own
+    // process state and its own Redis connection.
+    let a = router(GatewayConfig {
+        shared_replay: Some(shared().await),
+        ..GatewayConfig::default()
+    });
+    let b = router(GatewayConfig {
+        shared_replay: Some(shared().await),
+        ..GatewayConfig::default()
+    });
+    let cfg = key_config(&a).await;
+    let encapsulate = || {
+        ClientRequest::new(&cfg)
+            .unwrap()
+            .encapsulate(
+                &Request::new("GET", "https", "g", "/v1/health").encode(),
+                &mut OsRng,
+            )
+            .unwrap()
+            .0
+    };
+    let enc = encapsulate();
+    let first = a
+        .clone()
+        .oneshot(post_gateway("message/ohttp-req", enc.clone(), "10.0.0.1:1"))
+        .await
+        .unwrap();
+    assert_eq!(first.status(), StatusCode::OK);
+    // Captured on its way to A, replayed to B: refused.
+    let again = b
+        .clone()
+        .oneshot(post_gateway("message/ohttp-req", enc, "10.0.0.1:1"))
+        .await
+        .unwrap();
+    assert_eq!(
+        problem_type(again).await,
+        (
+            StatusCode::BAD_REQUEST,
+            "urn:confide:problem:replayed-request".into()
+        )
+    );
+    // A fresh request is served by B.
+    let fresh = b
+        .clone()
+        .oneshot(post_gateway(
+            "message/ohttp-req",
+            encapsulate(),
+            "10.0.0.1:1",
+        ))
+        .await
+        .unwrap();
+    assert_eq!(fresh.status(), StatusCode::OK);
+    // With the shared store gone, a request is refused, never let through unchecked.
+    drop(server);
+    let refused = a
+        .clone()
+        .oneshot(post_gateway(
+            "message/ohttp-req",
+            encapsulate(),
+            "10.0.0.1:1",
+        ))
+        .await
+        .unwrap();
+    assert_eq!(
+        problem_type(refused).await,
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "urn:confide:problem:replay-check-unavailable".into()
+        )
+    );
+}
+
 #[tokio::test]
 async fn stale_inner_date_gets_the_date_problem_encapsulated() {
     let r = router(GatewayConfig::default());

@@ -271,13 +271,10 @@ async fn token_request(
     };
     let now = unix_now();
     let limit = account.limit.unwrap_or(state.config.default_limit);
-    let limiter = state.limiter.clone();
-    let account_id = account.id.clone();
-    let reservation =
-        tokio::task::spawn_blocking(move || limiter.reserve(&account_id, limit, now)).await;
+    let reservation = state.limiter.reserve(&account.id, limit, now).await;
     match reservation {
-        Ok(Ok(Reservation::Granted { .. })) => {}
-        Ok(Ok(Reservation::Limited { retry_after })) => {
+        Ok(Reservation::Granted { .. }) => {}
+        Ok(Reservation::Limited { retry_after }) => {
             tracing::info!("token request refused: account over its limit");
             state.config.metrics.refused("rate_limited");
             let mut r = problem(
@@ -290,16 +287,8 @@ async fn token_request(
             }
             return r;
         }
-        Ok(Err(e)) => {
+        Err(e) => {
             tracing::error!(error = %e, "rate-limit store failed");
-            state.config.metrics.refused("unavailable");
-            return problem(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "unavailable",
-                "Issuer temporarily unavailable",
-            );
-        }
-        Err(_) => {
             state.config.metrics.refused("unavailable");
             return problem(
                 StatusCode::SERVICE_UNAVAILABLE,

@@ -146,6 +146,12 @@ pub struct LedgerConfig {
     pub witnesses: Vec<WitnessConfig>,
     /// Extra operator keys (vkeys) allowed to add, besides `DIR/operator.key`.
     pub operators: Vec<VerifierKey>,
+    /// Ask the witnesses to cosign the current checkpoint again after this long without a
+    /// new one, even when nothing was added. Devices whose policy sets a maximum
+    /// cosignature age (`max_cosignature_age_secs`) would otherwise refuse an idle but
+    /// healthy ledger; a ledger that stops doing this is exactly what they must notice.
+    /// `None`: only new entries produce checkpoints.
+    pub recosign_every: Option<Duration>,
 }
 
 struct Published {
@@ -319,6 +325,7 @@ impl Ledger {
             key: SignerKey::parse(key.to_skey().as_str())?,
             witnesses,
             checkpoint_path: cp_path,
+            recosign_every: cfg.recosign_every.filter(|_| !cfg.witnesses.is_empty()),
         };
         tokio::spawn(seq.run(rx));
 
@@ -381,11 +388,33 @@ struct Sequencer {
     key: SignerKey,
     witnesses: WitnessClient,
     checkpoint_path: PathBuf,
+    recosign_every: Option<Duration>,
 }
 
 impl Sequencer {
     async fn run(mut self, mut rx: mpsc::Receiver<AddRequest>) {
-        while let Some(first) = rx.recv().await {
+        // Far enough to never fire when re-cosigning is off.
+        let idle = self
+            .recosign_every
+            .unwrap_or(Duration::from_secs(100 * 365 * 86_400));
+        let mut next_recosign = tokio::time::Instant::now() + idle;
+        loop {
+            let first = tokio::select! {
+                r = rx.recv() => match r {
+                    Some(r) => r,
+                    None => return,
+                },
+                () = tokio::time::sleep_until(next_recosign) => {
+                    if let Err(e) = self.recosign().await {
+                        // Not fatal: the next add or the next interval tries again; the
+                        // devices' age limit is what notices a ledger that keeps failing.
+                        tracing::warn!(error = %e, "re-cosigning the checkpoint failed");
+                    }
+                    next_recosign = tokio::time::Instant::now() + idle;
+                    continue;
+                }
+            };
+            next_recosign = tokio::time::Instant::now() + idle;
             let mut batch = vec![first];
             let deadline = tokio::time::Instant::now() + BATCH_WINDOW;
             while batch.len() < MAX_BATCH {
@@ -401,6 +430,33 @@ impl Sequencer {
                 }
             }
         }
+    }
+
+    /// A fresh checkpoint for the current tree, unchanged, so the witnesses cosign it
+    /// with a new timestamp (C2SP tlog-witness: `old` equal to the size is a valid
+    /// request when the root is the one the witness knows).
+    async fn recosign(&mut self) -> Result<(), Error> {
+        let (note, size) = {
+            let st = self.shared.state.read().await;
+            let note =
+                make_checkpoint(&self.key, &self.shared.origin, &st.tree, &self.witnesses).await?;
+            (note, st.tree.size())
+        };
+        self.publish(note, size).await
+    }
+
+    /// Make `note` durable, then serve it: a checkpoint is never published before it
+    /// would survive a crash.
+    async fn publish(&mut self, note: String, size: u64) -> Result<(), Error> {
+        let path = self.checkpoint_path.clone();
+        let bytes = note.clone().into_bytes();
+        tokio::task::block_in_place(|| confide_svc::durable::write_atomic(&path, &bytes))?;
+        let mut st = self.shared.state.write().await;
+        st.published = Published {
+            size,
+            note: Arc::new(note),
+        };
+        Ok(())
     }
 
     async fn commit(&mut self, batch: &mut Vec<AddRequest>) -> Result<(), Error> {
@@ -454,14 +510,7 @@ impl Sequencer {
             }
         };
         if let Some(note) = note {
-            let path = self.checkpoint_path.clone();
-            let bytes = note.clone().into_bytes();
-            tokio::task::block_in_place(|| confide_svc::durable::write_atomic(&path, &bytes))?;
-            let mut st = self.shared.state.write().await;
-            st.published = Published {
-                size,
-                note: Arc::new(note),
-            };
+            self.publish(note, size).await?;
         }
         // Counted once durable and published: a failed batch is counted as `failed`
         // by the handlers that get the error.

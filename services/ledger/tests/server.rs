@@ -170,6 +170,7 @@ async fn add_auth_tiles_restart() {
         origin: ORIGIN.into(),
         witnesses: vec![],
         operators: vec![],
+        recosign_every: None,
     })
     .await
     {

@@ -32,6 +32,7 @@ use tracing_subscriber::layer::Context;
 /// Event names the node may emit. Each is a fixed string chosen in this crate.
 pub const ALLOWED_EVENTS: &[&str] = &[
     "node_starting",
+    "memory_protection",
     "node_listening",
     // `confide engine serve`, the OpenAI-compatible engine beside the node, logs through
     // this same allow-list.
@@ -42,6 +43,9 @@ pub const ALLOWED_EVENTS: &[&str] = &[
     "bundle_fetch_failed",
     "session_opened",
     "session_handshake_failed",
+    "peer_session_opened",
+    "peer_verified",
+    "peer_refused",
     "session_closed",
     "session_expired",
     "session_unknown",
@@ -69,6 +73,8 @@ pub const ALLOWED_KINDS: &[&str] = &[
     "length",
     "other",
     "receipt",
+    "peer",
+    "generate",
 ];
 
 /// Where allowed lines go.

@@ -11,11 +11,20 @@
 //!                 | {"error":"bad-request"|"too-large"|"engine"|"unavailable"}
 //! ```
 //!
+//! On the node-to-node route (mutual RA-TLS, `docs/node.md`) a calling node that passed
+//! verification sends, instead of a feature, the prompt it built ([`PeerRequest`]):
+//!
+//! ```text
+//! Request      JSON {"generate":{"messages":[{"role","content"}..],"max_tokens":n,
+//!                    "temperature":t,"top_p":p|absent,"seed":s,"repeat_penalty":r}}
+//! ```
+//!
 //! A request is answered by zero or more chunks and exactly one `End`. An error carries
 //! only its kind, never text. Unknown members are refused (data minimisation: the schema
 //! carries only what the feature needs).
 
 use confide_engine::features::{SuggestRequest, SummarizeRequest};
+use confide_engine::{ChatMessage, GenerateParams};
 use confide_session::{Frame, FrameKind};
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
@@ -86,6 +95,70 @@ impl AppRequest {
             (None, Some(s)) => Ok(Feature::Suggest(s)),
             _ => Err(Error::Frame("a request names exactly one feature")),
         }
+    }
+
+    /// The request frame.
+    pub fn to_frame(&self) -> Result<Frame, Error> {
+        let j =
+            Zeroizing::new(serde_json::to_vec(self).map_err(|_| Error::Frame("request encoding"))?);
+        Ok(Frame::new(FrameKind::Request, j.to_vec()))
+    }
+}
+
+/// A generation asked for by another attested node (the mutual route only: devices
+/// can ask for features, never send a raw prompt).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PeerRequest {
+    /// The generation.
+    pub generate: PeerGenerate,
+}
+
+/// The chat messages and parameters of one generation (see [`GenerateParams`]).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PeerGenerate {
+    /// The prompt, as the calling node built it.
+    pub messages: Vec<ChatMessage>,
+    /// Upper bound on generated tokens (this node caps it at its own limit).
+    pub max_tokens: u32,
+    /// Sampling temperature.
+    pub temperature: f32,
+    /// Nucleus sampling threshold.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub top_p: Option<f32>,
+    /// Sampler seed.
+    pub seed: u64,
+    /// Repeat penalty.
+    pub repeat_penalty: f32,
+}
+
+impl PeerRequest {
+    /// A request for `messages` with `params`.
+    pub fn new(messages: Vec<ChatMessage>, params: GenerateParams) -> Self {
+        Self {
+            generate: PeerGenerate {
+                messages,
+                max_tokens: params.max_tokens,
+                temperature: params.temperature,
+                top_p: params.top_p,
+                seed: params.seed,
+                repeat_penalty: params.repeat_penalty,
+            },
+        }
+    }
+
+    /// The messages and parameters, `max_tokens` capped at `cap`.
+    pub fn into_parts(self, cap: u32) -> (Vec<ChatMessage>, GenerateParams) {
+        let g = self.generate;
+        let params = GenerateParams {
+            max_tokens: g.max_tokens.clamp(1, cap.max(1)),
+            temperature: g.temperature,
+            top_p: g.top_p,
+            seed: g.seed,
+            repeat_penalty: g.repeat_penalty,
+        };
+        (g.messages, params)
     }
 
     /// The request frame.
@@ -169,6 +242,24 @@ mod tests {
         assert!(serde_json::from_slice::<AppRequest>(extra).is_err());
         let unknown = br#"{"translate":{"text":"hi"}}"#;
         assert!(serde_json::from_slice::<AppRequest>(unknown).is_err());
+    }
+
+    #[test]
+    fn peer_requests_round_trip_and_are_capped() {
+        let msgs = vec![ChatMessage::new(confide_engine::Role::User, "hi")];
+        let params = GenerateParams {
+            max_tokens: 999,
+            ..GenerateParams::default()
+        };
+        let f = PeerRequest::new(msgs, params).to_frame().unwrap();
+        let back: PeerRequest = serde_json::from_slice(f.payload()).unwrap();
+        let (m, p) = back.into_parts(16);
+        assert_eq!(m.len(), 1);
+        assert_eq!(p.max_tokens, 16);
+        // A device request is not a peer request, and vice versa.
+        let device = br#"{"suggest":{"draft":"hi there","tone":"formal"}}"#;
+        assert!(serde_json::from_slice::<PeerRequest>(device).is_err());
+        assert!(serde_json::from_slice::<AppRequest>(f.payload()).is_err());
     }
 
     #[test]

@@ -10,19 +10,19 @@
 //! each entry a big-endian `uint16` length followed by the entry bytes). The node reads
 //! every entry, recomputes the RFC 9162 tree from the leaf hashes, checks that its root
 //! equals the checkpoint's (the ledger cannot staple a proof for a tree it did not sign),
-//! picks its release, and derives the inclusion proof itself. Reading every entry is
+//! picks its release, and derives the inclusion proof itself (tile paths and the bundle
+//! format from `confide-tiles`, as the ledger serves them). Reading every entry is
 //! linear in the log size; a release log holds one entry per build, so this stays small,
 //! and it needs nothing from the ledger but its public static files.
 //!
 //! [`select_release`] and [`build_bundle`] are pure; [`fetch_bundle`] does the HTTP.
 
-use confide_release::{Bundle, LedgerEntry, Platform, StoredCheckpoint};
+use confide_ratls::{CheckpointRef, EvidenceClaims, RatlsError, Register};
+use confide_release::{Bundle, LedgerEntry, Platform, ReleaseManifest, StoredCheckpoint};
 use confide_tlog::MemoryTree;
 
 use crate::Error;
 
-/// Full width of a tlog-tiles tile (C2SP tlog-tiles: 256 entries per tile).
-const TILE_WIDTH: u64 = 256;
 /// Largest log the node will read (entries); far above any release log.
 const MAX_ENTRIES: u64 = 1 << 20;
 
@@ -31,8 +31,10 @@ const MAX_ENTRIES: u64 = 1 << 20;
 pub struct Identity {
     /// The platform.
     pub platform: Platform,
-    /// The 48-byte measurement.
+    /// The 48-byte primary measurement (SEV-SNP MEASUREMENT, TDX MRTD).
     pub measurement: Vec<u8>,
+    /// Every register of the node's own report (`confide_verify::registers`).
+    pub registers: Vec<Register>,
     /// SHA-256 of the model file.
     pub model_digest: [u8; 32],
     /// SHA-256 of the node's canonical configuration (a release approves one).
@@ -48,67 +50,41 @@ pub enum ReleaseChoice {
     Index(u64),
 }
 
-/// The C2SP tlog-tiles path of entry tile `n` (e.g. 1234067 → `x001/x234/067`), with
-/// the `.p/<W>` suffix for a partial tile of width `w` < 256.
-pub fn entries_tile_path(n: u64, width: u64) -> String {
-    let mut groups = Vec::new();
-    let mut v = n;
-    loop {
-        groups.push(v % 1000);
-        v /= 1000;
-        if v == 0 {
-            break;
-        }
+/// The same comparison a device makes (`confide_verify::match_release`), on the node's
+/// own registers: a node whose image is not the release finds out, with the register
+/// that differs, before it serves anyone.
+fn release_matches(r: &ReleaseManifest, id: &Identity) -> Result<(), RatlsError> {
+    if r.platform != id.platform {
+        return Err(RatlsError::PlatformMismatch);
     }
-    groups.reverse();
-    let last = groups.len() - 1;
-    let mut path = String::from("tile/entries/");
-    for (i, g) in groups.iter().enumerate() {
-        if i < last {
-            path.push_str(&format!("x{g:03}/"));
-        } else {
-            path.push_str(&format!("{g:03}"));
-        }
-    }
-    if width < TILE_WIDTH {
-        path.push_str(&format!(".p/{width}"));
-    }
-    path
+    let claims = EvidenceClaims {
+        platform: id.platform.name().to_owned(),
+        measurement: id.measurement.clone(),
+        registers: id.registers.clone(),
+        model_digest: Some(id.model_digest.to_vec()),
+        config_digest: Some(id.config_digest.to_vec()),
+        report_data: [0; 64],
+        collected_at: None,
+    };
+    let unproven = CheckpointRef {
+        origin: String::new(),
+        size: 0,
+        root_hash: [0; 32],
+    };
+    confide_verify::match_release(&claims, &confide_verify::manifest_claims(r, 0, unproven))
 }
 
-/// Splits a tlog-tiles entry bundle into entries; `want` must be the exact count.
-pub fn split_entry_bundle(bytes: &[u8], want: u64) -> Result<Vec<Vec<u8>>, Error> {
-    let mut out = Vec::new();
-    let mut r = bytes;
-    while !r.is_empty() {
-        let (len, rest) = r
-            .split_at_checked(2)
-            .ok_or(Error::Ledger("entry bundle truncated in a length"))?;
-        let n = usize::from(u16::from_be_bytes([len[0], len[1]]));
-        let (e, rest) = rest
-            .split_at_checked(n)
-            .ok_or(Error::Ledger("entry bundle truncated in an entry"))?;
-        out.push(e.to_vec());
-        r = rest;
+fn entry_matches(e: &LedgerEntry, id: &Identity) -> Result<(), Error> {
+    match e {
+        LedgerEntry::Release(r) => release_matches(r, id).map_err(Error::ReleaseMismatch),
+        _ => Err(Error::ReleaseNotFound(
+            "the entry is not a release manifest",
+        )),
     }
-    if out.len() as u64 != want {
-        return Err(Error::Ledger(
-            "entry bundle has the wrong number of entries",
-        ));
-    }
-    Ok(out)
 }
 
-fn matches(m: &LedgerEntry, id: &Identity) -> bool {
-    match m {
-        LedgerEntry::Release(r) => {
-            r.platform == id.platform
-                && r.measurement == id.measurement
-                && r.model_digest == id.model_digest
-                && r.config_digest == id.config_digest
-        }
-        _ => false,
-    }
+fn matches(e: &LedgerEntry, id: &Identity) -> bool {
+    entry_matches(e, id).is_ok()
 }
 
 /// Picks the entry index to staple.
@@ -127,11 +103,7 @@ pub fn select_release(
                 .ok_or(Error::ReleaseNotFound("release index is beyond the log"))?;
             let e = LedgerEntry::decode(bytes)
                 .map_err(|_| Error::ReleaseNotFound("entry at that index does not decode"))?;
-            if !matches(&e, id) {
-                return Err(Error::ReleaseNotFound(
-                    "entry at that index does not list this node's measurement and model",
-                ));
-            }
+            entry_matches(&e, id)?;
             if !valid_now(&e) {
                 return Err(Error::ReleaseNotFound(
                     "release at that index is not valid now",
@@ -198,11 +170,7 @@ pub fn build_bundle(
 pub fn check_bundle_identity(bundle: &Bundle, id: &Identity, now: u64) -> Result<(), Error> {
     let e = LedgerEntry::decode(&bundle.entry)
         .map_err(|_| Error::ReleaseNotFound("bundle entry does not decode"))?;
-    if !matches(&e, id) {
-        return Err(Error::ReleaseNotFound(
-            "bundle entry does not list this node's measurement, model and config digests",
-        ));
-    }
+    entry_matches(&e, id)?;
     if !matches!(&e, LedgerEntry::Release(r) if r.is_valid_at(now)) {
         return Err(Error::ReleaseNotFound("bundle entry is not valid now"));
     }
@@ -245,13 +213,19 @@ pub async fn fetch_bundle(
     if size > MAX_ENTRIES {
         return Err(Error::Ledger("log is larger than the node reads"));
     }
+    // Tile paths and the entry-bundle format come from confide-tiles, the same code the
+    // ledger serves them with.
     let mut entries = Vec::new();
-    let mut n = 0u64;
-    while n * TILE_WIDTH < size {
-        let width = (size - n * TILE_WIDTH).min(TILE_WIDTH);
-        let bytes = get(client, &format!("{base}/{}", entries_tile_path(n, width))).await?;
-        entries.extend(split_entry_bundle(&bytes, width)?);
-        n += 1;
+    let mut leaf = 0u64;
+    while leaf < size {
+        let tile = confide_tiles::TileId::for_entry(leaf, size)
+            .map_err(|_| Error::Ledger("cannot name the entry tile"))?;
+        let bytes = get(client, &format!("{base}/{}", tile.path())).await?;
+        entries.extend(
+            confide_tiles::decode_entry_bundle(&bytes, tile.width)
+                .map_err(|_| Error::Ledger("entry bundle is malformed"))?,
+        );
+        leaf += u64::from(tile.width);
     }
     let index = select_release(&entries, id, choice, now)?;
     build_bundle(&entries, index, &note_text)
@@ -261,25 +235,69 @@ pub async fn fetch_bundle(
 mod tests {
     use super::*;
 
-    #[test]
-    fn tile_paths_follow_c2sp() {
-        // Examples from C2SP tlog-tiles.
-        assert_eq!(
-            entries_tile_path(1_234_067, 256),
-            "tile/entries/x001/x234/067"
-        );
-        assert_eq!(entries_tile_path(0, 256), "tile/entries/000");
-        assert_eq!(entries_tile_path(0, 3), "tile/entries/000.p/3");
-        assert_eq!(entries_tile_path(1000, 7), "tile/entries/x001/000.p/7");
+    fn reg(name: &str, byte: u8, must_be_pinned: bool) -> Register {
+        Register {
+            name: name.into(),
+            value: vec![byte; 48],
+            must_be_pinned,
+        }
+    }
+
+    fn tdx_identity() -> Identity {
+        Identity {
+            platform: Platform::Tdx,
+            measurement: vec![1; 48],
+            registers: vec![
+                reg("MRTD", 1, true),
+                reg("RTMR0", 2, true),
+                reg("RTMR1", 3, true),
+                reg("RTMR2", 4, true),
+                reg("RTMR3", 0, false),
+            ],
+            model_digest: [5; 32],
+            config_digest: [6; 32],
+        }
+    }
+
+    fn tdx_release(rtmr1: u8) -> Vec<u8> {
+        LedgerEntry::Release(ReleaseManifest {
+            platform: Platform::Tdx,
+            measurement: vec![1; 48],
+            snp_policy: None,
+            rtmrs: vec![vec![2; 48], vec![rtmr1; 48], vec![4; 48]],
+            gpu_reference: Default::default(),
+            model_digest: [5; 32],
+            config_digest: [6; 32],
+            source_revision: "r".into(),
+            build_recipe_digest: [0; 32],
+            not_before: 10,
+            not_after: 20,
+            notes: String::new(),
+        })
+        .encode()
+        .unwrap()
     }
 
     #[test]
-    fn entry_bundles_split_exactly() {
-        let b = [0, 2, b'h', b'i', 0, 0, 0, 1, b'x'];
-        let e = split_entry_bundle(&b, 3).unwrap();
-        assert_eq!(e, vec![b"hi".to_vec(), vec![], b"x".to_vec()]);
-        assert!(split_entry_bundle(&b, 2).is_err());
-        assert!(split_entry_bundle(&b[..8], 3).is_err());
-        assert!(split_entry_bundle(&[0], 1).is_err());
+    fn release_selection_compares_every_register() {
+        let entries = vec![tdx_release(3), tdx_release(9)];
+        let id = tdx_identity();
+        // The newest valid matching entry is index 0: index 1 differs in RTMR1.
+        assert_eq!(
+            select_release(&entries, &id, ReleaseChoice::Auto, 15).unwrap(),
+            0
+        );
+        match select_release(&entries, &id, ReleaseChoice::Index(1), 15) {
+            Err(Error::ReleaseMismatch(RatlsError::MeasurementNotListed { register })) => {
+                assert_eq!(register, "RTMR1")
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(
+            select_release(&entries[1..], &id, ReleaseChoice::Auto, 15),
+            Err(Error::ReleaseNotFound(_))
+        ));
+        // Outside the validity window.
+        assert!(select_release(&entries, &id, ReleaseChoice::Auto, 21).is_err());
     }
 }

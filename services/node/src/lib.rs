@@ -21,15 +21,23 @@
 pub mod adapters;
 pub mod egress;
 pub mod frames;
+pub mod gpu;
 pub mod ledger;
 pub mod measure;
 pub mod metrics;
 pub mod node;
+pub mod peer;
 pub mod process;
 pub mod server;
 
+pub use confide_ratls::UNATTESTED_MODEL_DIGEST;
+pub use gpu::{GpuChoice, SimFault};
 pub use node::{BundleSource, EngineChoice, Measured, Node, NodeOptions, NodePlatform};
-pub use server::{NodeService, ReleaseFacts, SESSION_ID_HEADER, ServiceSettings};
+pub use peer::{PeerError, PeerNodeEngine};
+pub use server::{
+    DEFAULT_STREAM_TICK, END_MIN_BUCKET, MAX_STREAM_TICK, MIN_STREAM_TICK, NodeService,
+    ReleaseFacts, SESSION_ID_HEADER, STREAM_MIN_BUCKET, ServiceSettings,
+};
 
 /// Everything that can go wrong in the node. Messages name what failed, never request
 /// content or secrets.
@@ -51,6 +59,9 @@ pub enum Error {
     /// The platform attester failed or its report does not fit the node.
     #[error("attestation: {0}")]
     Attestation(&'static str),
+    /// The node's GPU could not be opened through NVML (or is not in CC mode).
+    #[error("GPU: {0}")]
+    Gpu(#[source] confide_attest_nvml::NvmlAttestError),
     /// The simulated vendor directory could not be loaded or created.
     #[error("simulated vendor: {0}")]
     SimulatedVendor(#[source] confide_attest_sim::SimError),
@@ -60,6 +71,9 @@ pub enum Error {
     /// No ledger entry lists this node.
     #[error("release not found in the ledger: {0}")]
     ReleaseNotFound(&'static str),
+    /// The chosen release does not describe this node (names the register that differs).
+    #[error("the release does not match this node: {0}")]
+    ReleaseMismatch(#[source] confide_ratls::RatlsError),
     /// The engine could not be loaded.
     #[error("engine: {0}")]
     Engine(#[source] confide_engine::EngineError),
@@ -72,4 +86,14 @@ pub enum Error {
     /// An application frame is malformed.
     #[error("application frame: {0}")]
     Frame(&'static str),
+    /// An OpenAI-compatible upstream outside this TEE: plaintext would leave it.
+    #[error(
+        "upstream {0} is not on this machine: an OpenAI-compatible upstream must be a \
+         loopback address (127.0.0.0/8, [::1]) or unix:/PATH; another machine must be an \
+         attested node (--upstream-node)"
+    )]
+    UpstreamNotLocal(String),
+    /// Another node (upstream or caller) could not be used.
+    #[error(transparent)]
+    Peer(#[from] crate::peer::PeerError),
 }

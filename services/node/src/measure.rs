@@ -39,18 +39,31 @@ pub struct NodeConfigDigest {
     pub session_idle_secs: u64,
     /// Whether the working-directory check was relaxed for development.
     pub dev_allow_writable_cwd: bool,
+    /// SHA-256 (hex) of the peer policy (which other nodes this node trusts, as its
+    /// upstream or as callers), or empty when it has none. Written only when set, so
+    /// nodes without one keep their digest.
+    pub peer_policy: String,
+    /// The streaming tick in milliseconds (`docs/sessions.md`, "Traffic shape"), or
+    /// `None` for the default. Written only when set, so nodes on the default keep
+    /// their digest; a node streaming on a shorter tick shows more timing and must say so.
+    pub stream_tick_ms: Option<u64>,
 }
 
 impl NodeConfigDigest {
     /// The canonical text: one `key=value` line per field in a fixed order after a
     /// version line. Values never contain newlines (checked), so the text is injective.
     pub fn canonical(&self) -> Result<String, Error> {
-        for v in [&self.platform, &self.engine, &self.upstream] {
+        for v in [
+            &self.platform,
+            &self.engine,
+            &self.upstream,
+            &self.peer_policy,
+        ] {
             if v.contains(['\n', '\r']) {
                 return Err(Error::Config("configuration values must be single-line"));
             }
         }
-        Ok(format!(
+        let mut text = format!(
             "confide-node-config/v1\nplatform={}\nengine={}\nupstream={}\nmax_tokens={}\nsession_idle_secs={}\ndev_allow_writable_cwd={}\n",
             self.platform,
             self.engine,
@@ -58,7 +71,15 @@ impl NodeConfigDigest {
             self.max_tokens,
             self.session_idle_secs,
             self.dev_allow_writable_cwd
-        ))
+        );
+        // Last and optional: the text stays injective (fixed order, no newlines in values).
+        if !self.peer_policy.is_empty() {
+            text.push_str(&format!("peer_policy={}\n", self.peer_policy));
+        }
+        if let Some(ms) = self.stream_tick_ms {
+            text.push_str(&format!("stream_tick_ms={ms}\n"));
+        }
+        Ok(text)
     }
 
     /// SHA-256 of [`NodeConfigDigest::canonical`].
@@ -79,6 +100,8 @@ mod tests {
             max_tokens: 128,
             session_idle_secs: 120,
             dev_allow_writable_cwd: false,
+            peer_policy: String::new(),
+            stream_tick_ms: None,
         }
     }
 
@@ -94,6 +117,12 @@ mod tests {
         let mut c = cfg();
         c.engine = "upstream".into();
         c.upstream = "http://127.0.0.1:1".into();
+        assert_ne!(c.digest().unwrap(), base);
+        let mut c = cfg();
+        c.peer_policy = "ab".repeat(32);
+        assert_ne!(c.digest().unwrap(), base);
+        let mut c = cfg();
+        c.stream_tick_ms = Some(50);
         assert_ne!(c.digest().unwrap(), base);
         assert_eq!(cfg().digest().unwrap(), base);
     }

@@ -10,9 +10,13 @@
 //! Each session owns one `confide_session::ServerEngine` (a rustls server connection:
 //! TLS 1.3 only, RA-TLS certificate, no resumption, no 0-RTT), driven without sockets:
 //! the request body goes to `put_incoming`, the response is what `get_outgoing` yields.
-//! Each complete `Request` frame is run on the engine and every text piece is sealed
-//! into a `StreamChunk` frame and sent as soon as the model produces it, so the HTTP
-//! response streams; one `End` frame closes each request (see [`crate::frames`]).
+//! Each complete `Request` frame is run on the engine and the answer streams on a fixed
+//! tick ([`ServiceSettings::stream_tick`]): every tick the text produced since the last
+//! one goes out as `StreamChunk` frames plus a padding frame, one TLS write padded to a
+//! bucket ([`STREAM_MIN_BUCKET`]), and a tick with no new text sends padding alone; one
+//! `End` frame, padded to [`END_MIN_BUCKET`], closes each request (see [`crate::frames`]).
+//! So the size and timing of what leaves the node follow the bucket and the tick, not
+//! the tokens (`docs/sessions.md`, "Traffic shape").
 //!
 //! Replayed or reordered records fail the TLS record layer's AEAD with its implicit
 //! sequence number (RFC 8446 section 5.3), which is fatal: the node answers with the
@@ -20,11 +24,19 @@
 //! (rustls wipes its traffic secrets on drop; our buffers are `Zeroizing`).
 //!
 //! There are no other routes: no debug, metrics or shell endpoints.
+//!
+//! Node to node ([`NodeService::peer_router`], served on its own listener): the same
+//! routes, but every session is mutual RA-TLS. The caller must present an attested
+//! certificate whose evidence and stapled ledger bundle pass the node's peer policy
+//! (`confide_verify` pipeline, the one devices use); a caller without a certificate
+//! gets the TLS `certificate_required` alert and its session is dropped. Peer sessions
+//! carry [`crate::frames::PeerRequest`]s (a prompt another attested node built), device
+//! sessions carry features; neither route accepts the other's sessions or requests.
 
 use std::collections::HashMap;
 use std::convert::Infallible;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::{Duration, Instant, SystemTime};
 
 use axum::Router;
@@ -35,9 +47,11 @@ use axum::routing::{get, post};
 use confide_engine::features::{
     Limits, WholeSentences, feature_params, suggest_prompt, summarize_prompt,
 };
-use confide_engine::{Engine, EngineError, StreamEvent};
+use confide_engine::{ChatMessage, Engine, EngineError, GenerateParams, StreamEvent};
 use confide_ratls::rustls::pki_types::UnixTime;
-use confide_ratls::{CredentialSnapshot, ManualClock, NodeCertResolver, server_config};
+use confide_ratls::{
+    CredentialSnapshot, ManualClock, NodeCertResolver, NodeVerifier, server_config,
+};
 use confide_session::receipt::{ReceiptBody, ResponseDigest, request_digest};
 use confide_session::{Frame, FrameKind, ServerEngine, SessionLimits};
 use confide_svc::problem::Problem;
@@ -45,8 +59,9 @@ use futures::StreamExt as _;
 use http::{HeaderMap, StatusCode};
 use sha2::{Digest as _, Sha256};
 use tokio::sync::mpsc;
+use zeroize::Zeroizing;
 
-use crate::frames::{AppRequest, EndInfo, ErrorKind, Feature, SignedReceipt, chunk};
+use crate::frames::{AppRequest, EndInfo, ErrorKind, Feature, PeerRequest, SignedReceipt, chunk};
 
 /// Header carrying the gateway-chosen session id on `POST /sessions`.
 pub const SESSION_ID_HEADER: &str = "confide-session-id";
@@ -55,6 +70,22 @@ pub const MAX_BODY: usize = 256 * 1024;
 /// Largest application frame either side may send (a request within the feature
 /// limits is far smaller).
 const MAX_FRAME: usize = 128 * 1024;
+/// Default interval at which a streamed answer leaves the node (see [`ServiceSettings`]).
+pub const DEFAULT_STREAM_TICK: Duration = Duration::from_millis(200);
+/// The shortest tick the node accepts: shorter ticks approach one write per token.
+pub const MIN_STREAM_TICK: Duration = Duration::from_millis(20);
+/// The longest tick the node accepts (the added latency is up to one tick).
+pub const MAX_STREAM_TICK: Duration = Duration::from_secs(2);
+/// Bucket floor of a tick's unit: 246 bytes of text (one chunk frame and the padding
+/// frame's header take 10) fit, which at the default tick is over 1 KiB of text a
+/// second, more than a model streams. More text in one tick takes the next power of two.
+pub const STREAM_MIN_BUCKET: usize = 256;
+/// Bucket floor of an `End` unit: a receipt-bearing `End` is about 800 bytes whatever
+/// the platform, so every success and every error fills the same 2 KiB.
+pub const END_MIN_BUCKET: usize = 2048;
+/// Most text in one chunk frame (keeps a frame within one TLS record and far below
+/// the frame limit, whatever a tick holds).
+const MAX_CHUNK_TEXT: usize = 16 * 1024 - 64;
 
 /// Settings of the session service.
 #[derive(Debug, Clone, Copy)]
@@ -67,6 +98,19 @@ pub struct ServiceSettings {
     pub max_tokens: u32,
     /// Feature input limits.
     pub limits: Limits,
+    /// How often a streamed answer leaves the node (clamped to
+    /// [`MIN_STREAM_TICK`]..=[`MAX_STREAM_TICK`]): text is held until the next tick,
+    /// and every tick sends one padded unit, with text or without, so the timing of
+    /// the answer says when the tick fired, not when a token was made.
+    pub stream_tick: Duration,
+}
+
+impl ServiceSettings {
+    /// The tick the node streams on: [`ServiceSettings::stream_tick`] clamped to
+    /// [`MIN_STREAM_TICK`]..=[`MAX_STREAM_TICK`] (what the configuration digest names).
+    pub fn effective_stream_tick(&self) -> Duration {
+        self.stream_tick.clamp(MIN_STREAM_TICK, MAX_STREAM_TICK)
+    }
 }
 
 impl Default for ServiceSettings {
@@ -76,6 +120,7 @@ impl Default for ServiceSettings {
             max_sessions: 1024,
             max_tokens: 256,
             limits: Limits::default(),
+            stream_tick: DEFAULT_STREAM_TICK,
         }
     }
 }
@@ -89,6 +134,8 @@ struct Session {
     /// The ledger index of the release that credential's stapled bundle proves: what
     /// this session's receipts name, whatever the node staples later.
     ledger_index: u64,
+    /// A node-to-node session (mutual RA-TLS, peer requests) rather than a device's.
+    mutual: bool,
 }
 
 /// What the node attests about itself, repeated in every receipt it signs (the device
@@ -120,6 +167,8 @@ pub struct NodeService {
     epoch: Instant,
     platform: &'static str,
     release_index: AtomicU64,
+    /// How callers of the node-to-node route are verified; unset, that route refuses all.
+    peer: OnceLock<NodeVerifier>,
 }
 
 impl std::fmt::Debug for NodeService {
@@ -162,11 +211,35 @@ fn take_output(engine: &mut ServerEngine) -> Vec<u8> {
     out
 }
 
-/// Seals `frame` into the session and returns the records to send.
-fn seal(engine: &mut ServerEngine, frame: &Frame) -> Vec<u8> {
+/// Seals `frames` and padding into the session as one write of at least `min_bucket`
+/// bytes ([`confide_session::padded_len`]) and returns the records to send.
+fn seal_padded(engine: &mut ServerEngine, frames: &[&Frame], min_bucket: usize) -> Vec<u8> {
     // A send error leaves the engine failed; whatever it queued (an alert) still goes out.
-    let _ = engine.send(frame);
+    let _ = engine.send_padded(frames, min_bucket);
     take_output(engine)
+}
+
+/// Seals an `End` frame padded to [`END_MIN_BUCKET`]: a success with its receipt and
+/// every error kind look the same on the wire.
+fn seal_end(engine: &mut ServerEngine, end: &EndInfo) -> Vec<u8> {
+    seal_padded(engine, &[&end.to_frame()], END_MIN_BUCKET)
+}
+
+/// Takes everything in `pending` as `StreamChunk` frames, each at most
+/// [`MAX_CHUNK_TEXT`] bytes and cut only between characters.
+fn take_chunks(pending: &mut Zeroizing<String>) -> Vec<Frame> {
+    let mut frames = Vec::new();
+    let mut rest: &str = pending;
+    while !rest.is_empty() {
+        let mut cut = rest.len().min(MAX_CHUNK_TEXT);
+        while !rest.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        frames.push(chunk(&rest[..cut]));
+        rest = &rest[cut..];
+    }
+    pending.clear();
+    frames
 }
 
 fn limits() -> SessionLimits {
@@ -215,7 +288,28 @@ impl NodeService {
             epoch: Instant::now(),
             platform,
             release_index: AtomicU64::new(release_index),
+            peer: OnceLock::new(),
         })
+    }
+
+    /// Accept node-to-node sessions from callers `verifier` accepts (set once; returns
+    /// false if a verifier was already set).
+    pub fn set_peer_verifier(&self, verifier: NodeVerifier) -> bool {
+        self.peer.set(verifier).is_ok()
+    }
+
+    /// The node-to-node routes (mutual RA-TLS; serve them on their own listener): the
+    /// session contract of [`NodeService::router`], for attested callers only.
+    pub fn peer_router(self: &Arc<Self>) -> Router {
+        Router::new()
+            .route("/sessions", post(open_peer_session))
+            .route(
+                "/sessions/{id}",
+                post(continue_peer_session).delete(close_peer_session),
+            )
+            .route("/health", get(health))
+            .layer(DefaultBodyLimit::max(MAX_BODY))
+            .with_state(Arc::clone(self))
     }
 
     /// The HTTP routes of the session contract (and nothing else).
@@ -327,18 +421,12 @@ impl NodeService {
         ledger_index: u64,
         tx: &Sender,
     ) -> bool {
-        let started = Instant::now();
         let request = request_digest(payload);
-        let mut response = ResponseDigest::new();
         let req: AppRequest = match serde_json::from_slice(payload) {
             Ok(r) => r,
             Err(_) => {
                 tracing::info!(event = "request_rejected", kind = "frame");
-                return send(
-                    tx,
-                    seal(conn, &EndInfo::error(ErrorKind::BadRequest).to_frame()),
-                )
-                .await;
+                return send(tx, seal_end(conn, &EndInfo::error(ErrorKind::BadRequest))).await;
             }
         };
         let max = req
@@ -350,61 +438,125 @@ impl NodeService {
             Ok(Feature::Suggest(s)) => suggest_prompt(&s, &self.settings.limits),
             Err(_) => {
                 tracing::info!(event = "request_rejected", kind = "feature");
-                return send(
-                    tx,
-                    seal(conn, &EndInfo::error(ErrorKind::BadRequest).to_frame()),
-                )
-                .await;
+                return send(tx, seal_end(conn, &EndInfo::error(ErrorKind::BadRequest))).await;
             }
         };
         let messages = match prompt {
             Ok(m) => m,
             Err(e) => {
                 tracing::info!(event = "request_rejected", kind = "limit");
-                return send(
-                    tx,
-                    seal(conn, &EndInfo::error(engine_error_kind(&e)).to_frame()),
-                )
-                .await;
+                return send(tx, seal_end(conn, &EndInfo::error(engine_error_kind(&e)))).await;
             }
         };
-        let mut stream = match self.engine.generate(messages, feature_params(max)).await {
+        self.answer(
+            request,
+            messages,
+            feature_params(max),
+            conn,
+            signer,
+            ledger_index,
+            tx,
+        )
+        .await
+    }
+
+    /// A peer node's request: the prompt it built, run as it is (capped at this node's
+    /// token limit).
+    async fn run_peer_request(
+        &self,
+        payload: &[u8],
+        conn: &mut ServerEngine,
+        signer: &CredentialSnapshot,
+        ledger_index: u64,
+        tx: &Sender,
+    ) -> bool {
+        let request = request_digest(payload);
+        let Ok(req) = serde_json::from_slice::<PeerRequest>(payload) else {
+            tracing::info!(event = "request_rejected", kind = "generate");
+            return send(tx, seal_end(conn, &EndInfo::error(ErrorKind::BadRequest))).await;
+        };
+        let (messages, params) = req.into_parts(self.settings.max_tokens);
+        self.answer(request, messages, params, conn, signer, ledger_index, tx)
+            .await
+    }
+
+    /// Runs one generation and streams it on the tick: every `stream_tick` one padded
+    /// unit carrying all text produced since the last tick (or padding only), and on the
+    /// tick after the engine finished, that unit and one padded `End` (with a receipt).
+    /// The tick, not the model, decides when bytes leave; the bucket, not the text,
+    /// decides how many (see `docs/sessions.md`, "Traffic shape").
+    #[allow(clippy::too_many_arguments)]
+    async fn answer(
+        &self,
+        request: [u8; 32],
+        messages: Vec<ChatMessage>,
+        params: GenerateParams,
+        conn: &mut ServerEngine,
+        signer: &CredentialSnapshot,
+        ledger_index: u64,
+        tx: &Sender,
+    ) -> bool {
+        let started = Instant::now();
+        let max = params.max_tokens;
+        let mut response = ResponseDigest::new();
+        let mut stream = match self.engine.generate(messages, params).await {
             Ok(s) => s,
             Err(e) => {
                 tracing::warn!(event = "generation_failed", kind = "engine");
-                return send(
-                    tx,
-                    seal(conn, &EndInfo::error(engine_error_kind(&e)).to_frame()),
-                )
-                .await;
+                return send(tx, seal_end(conn, &EndInfo::error(engine_error_kind(&e)))).await;
             }
         };
         tracing::info!(event = "generation_started", max_tokens = u64::from(max));
         let mut pieces = 0u64;
         // Whole sentences only, so an answer cut at max_tokens never ends mid-sentence.
         let mut gate = WholeSentences::default();
-        while let Some(ev) = stream.next().await {
-            let frame = match ev {
-                Ok(StreamEvent::Text(t)) => {
-                    let t = gate.push(&t);
-                    if t.is_empty() {
-                        continue;
+        // Text produced since the last tick, waiting for it.
+        let mut pending = Zeroizing::new(String::new());
+        let mut finished: Option<Result<confide_engine::Completion, ErrorKind>> = None;
+        let period = self.settings.effective_stream_tick();
+        let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+        // A late tick (a busy runtime) shifts the grid rather than bursting to catch up.
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                // Events first: whatever the engine has ready when a tick is due goes
+                // out with that tick.
+                biased;
+                ev = stream.next(), if finished.is_none() => match ev {
+                    Some(Ok(StreamEvent::Text(t))) => {
+                        pending.push_str(&gate.push(&t));
                     }
-                    pieces += 1;
-                    let frame = chunk(&t);
-                    response.update(frame.payload());
-                    frame
-                }
-                Ok(StreamEvent::Done(c)) => {
-                    let tail = gate.finish(c.finish_reason);
-                    if !tail.is_empty() {
+                    Some(Ok(StreamEvent::Done(c))) => {
+                        pending.push_str(&gate.finish(c.finish_reason));
+                        finished = Some(Ok(c));
+                    }
+                    Some(Err(e)) => {
+                        tracing::warn!(event = "generation_failed", kind = "engine");
+                        finished = Some(Err(engine_error_kind(&e)));
+                    }
+                    None => {
+                        tracing::warn!(event = "generation_failed", kind = "engine");
+                        finished = Some(Err(ErrorKind::Engine));
+                    }
+                },
+                _ = tick.tick() => {
+                    let frames = take_chunks(&mut pending);
+                    for f in &frames {
                         pieces += 1;
-                        let frame = chunk(&tail);
-                        response.update(frame.payload());
-                        if !send(tx, seal(conn, &frame)).await {
-                            return false;
-                        }
+                        response.update(f.payload());
                     }
+                    let refs: Vec<&Frame> = frames.iter().collect();
+                    // Dropping `stream` on a failed send cancels the generation.
+                    if !send(tx, seal_padded(conn, &refs, STREAM_MIN_BUCKET)).await {
+                        return false;
+                    }
+                    let Some(outcome) = finished.take() else {
+                        continue;
+                    };
+                    let c = match outcome {
+                        Ok(c) => c,
+                        Err(kind) => return send(tx, seal_end(conn, &EndInfo::error(kind))).await,
+                    };
                     tracing::info!(
                         event = "generation_finished",
                         pieces = pieces,
@@ -414,11 +566,7 @@ impl NodeService {
                     );
                     let Some(receipt) = self.receipt(signer, ledger_index, request, response)
                     else {
-                        return send(
-                            tx,
-                            seal(conn, &EndInfo::error(ErrorKind::Engine).to_frame()),
-                        )
-                        .await;
+                        return send(tx, seal_end(conn, &EndInfo::error(ErrorKind::Engine))).await;
                     };
                     let end = EndInfo {
                         finish: Some(c.finish_reason.as_str().to_owned()),
@@ -426,28 +574,10 @@ impl NodeService {
                         error: None,
                         receipt: Some(receipt),
                     };
-                    return send(tx, seal(conn, &end.to_frame())).await;
+                    return send(tx, seal_end(conn, &end)).await;
                 }
-                Err(e) => {
-                    tracing::warn!(event = "generation_failed", kind = "engine");
-                    return send(
-                        tx,
-                        seal(conn, &EndInfo::error(engine_error_kind(&e)).to_frame()),
-                    )
-                    .await;
-                }
-            };
-            // Dropping `stream` on a failed send cancels the generation.
-            if !send(tx, seal(conn, &frame)).await {
-                return false;
             }
         }
-        tracing::warn!(event = "generation_failed", kind = "engine");
-        send(
-            tx,
-            seal(conn, &EndInfo::error(ErrorKind::Engine).to_frame()),
-        )
-        .await
     }
 }
 
@@ -468,6 +598,59 @@ async fn open_session(
     State(svc): State<Arc<NodeService>>,
     headers: HeaderMap,
     body: Bytes,
+) -> Response {
+    open_with(svc, &headers, &body, false).await
+}
+
+async fn open_peer_session(
+    State(svc): State<Arc<NodeService>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    open_with(svc, &headers, &body, true).await
+}
+
+async fn continue_session(
+    State(svc): State<Arc<NodeService>>,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Response {
+    continue_with(svc, id, body, false).await
+}
+
+async fn continue_peer_session(
+    State(svc): State<Arc<NodeService>>,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Response {
+    continue_with(svc, id, body, true).await
+}
+
+async fn close_session(State(svc): State<Arc<NodeService>>, Path(id): Path<String>) -> Response {
+    close_with(&svc, &id, false)
+}
+
+async fn close_peer_session(
+    State(svc): State<Arc<NodeService>>,
+    Path(id): Path<String>,
+) -> Response {
+    close_with(&svc, &id, true)
+}
+
+fn unknown_session() -> Response {
+    problem(
+        StatusCode::NOT_FOUND,
+        "session-unknown",
+        "session expired or never existed",
+    )
+}
+
+/// Opens a device session (`mutual` false) or a node-to-node one.
+async fn open_with(
+    svc: Arc<NodeService>,
+    headers: &HeaderMap,
+    body: &[u8],
+    mutual: bool,
 ) -> Response {
     let Some(id) = headers
         .get(SESSION_ID_HEADER)
@@ -500,10 +683,22 @@ async fn open_session(
     }
     // This session presents, and later signs receipts with, the credential served now.
     let signer = svc.resolver.snapshot();
-    let engine = match server_config(signer.resolver(), Arc::clone(&svc.clock))
-        .ok()
-        .and_then(|tls| ServerEngine::new(tls, Arc::clone(&svc.clock), limits()).ok())
-    {
+    let engine = if mutual {
+        // The caller must be an attested node this node's peer policy accepts.
+        let Some(verifier) = svc.peer.get() else {
+            return problem(
+                StatusCode::NOT_FOUND,
+                "no-peer-route",
+                "this node accepts no node-to-node sessions",
+            );
+        };
+        ServerEngine::new_mutual(signer.resolver(), verifier.clone(), limits(), now_tls()).ok()
+    } else {
+        server_config(signer.resolver(), Arc::clone(&svc.clock))
+            .ok()
+            .and_then(|tls| ServerEngine::new(tls, Arc::clone(&svc.clock), limits()).ok())
+    };
+    let engine = match engine {
         Some(e) => e,
         None => {
             return problem(
@@ -521,8 +716,9 @@ async fn open_session(
         engine,
         signer,
         ledger_index,
+        mutual,
     };
-    if s.engine.put_incoming(&body, now_tls()).is_err() {
+    if s.engine.put_incoming(body, now_tls()).is_err() {
         tracing::info!(event = "session_handshake_failed", kind = "tls");
         // The alert tells the client why; the session is not kept.
         return records_response(take_output(&mut s.engine));
@@ -533,31 +729,34 @@ async fn open_session(
         touched: Arc::new(AtomicU64::new(svc.now_ms())),
     };
     svc.lock_table().insert(id, entry);
-    tracing::info!(
-        event = "session_opened",
-        sessions = svc.session_count() as u64
-    );
+    let sessions = svc.session_count() as u64;
+    if mutual {
+        // Only the node's half of the handshake so far: the caller is verified when its
+        // certificate arrives (`peer_verified`), and nothing runs before that.
+        tracing::info!(event = "peer_session_opened", sessions = sessions);
+    } else {
+        tracing::info!(event = "session_opened", sessions = sessions);
+    }
     records_response(out)
 }
 
-async fn continue_session(
-    State(svc): State<Arc<NodeService>>,
-    Path(id): Path<String>,
-    body: Bytes,
-) -> Response {
+/// Continues a session on the route it was opened on (a device session is unknown on
+/// the node-to-node route and the other way round).
+async fn continue_with(svc: Arc<NodeService>, id: String, body: Bytes, mutual: bool) -> Response {
     let found = svc
         .lock_table()
         .get(&id)
         .map(|e| (Arc::clone(&e.session), Arc::clone(&e.touched)));
     let Some((session, touched)) = found else {
         tracing::info!(event = "session_unknown");
-        return problem(
-            StatusCode::NOT_FOUND,
-            "session-unknown",
-            "session expired or never existed",
-        );
+        return unknown_session();
     };
     let mut guard = session.lock_owned().await;
+    if guard.mutual != mutual {
+        tracing::info!(event = "session_unknown");
+        return unknown_session();
+    }
+    let was_established = guard.engine.is_established();
     // A session lives no longer than the certificate it presented: a receipt signed after
     // notAfter would not verify offline. The device re-attests on session-unknown.
     if now_tls().as_secs() >= guard.signer.not_after() {
@@ -572,11 +771,20 @@ async fn continue_session(
     }
     touched.store(svc.now_ms(), Ordering::Relaxed);
     if guard.engine.put_incoming(&body, now_tls()).is_err() {
-        tracing::info!(event = "session_handshake_failed", kind = "tls");
+        if guard.mutual && !was_established {
+            // A caller without an attested certificate, or one the peer policy refuses:
+            // the alert (certificate_required, bad_certificate) says which.
+            tracing::info!(event = "peer_refused", kind = "peer");
+        } else {
+            tracing::info!(event = "session_handshake_failed", kind = "tls");
+        }
         let alert = take_output(&mut guard.engine);
         drop(guard);
         svc.lock_table().remove(&id);
         return records_response(alert);
+    }
+    if guard.mutual && !was_established && guard.engine.is_established() {
+        tracing::info!(event = "peer_verified", kind = "peer");
     }
     let mut requests = Vec::new();
     while let Some(f) = guard.engine.recv() {
@@ -586,10 +794,7 @@ async fn continue_session(
             // A client sends only requests; anything else is a protocol error.
             // Fail the session closed.
             tracing::info!(event = "request_rejected", kind = "frame");
-            let out = seal(
-                &mut guard.engine,
-                &EndInfo::error(ErrorKind::BadRequest).to_frame(),
-            );
+            let out = seal_end(&mut guard.engine, &EndInfo::error(ErrorKind::BadRequest));
             drop(guard);
             svc.lock_table().remove(&id);
             return records_response(out);
@@ -605,8 +810,8 @@ async fn continue_session(
         if send(&tx, first).await {
             for payload in requests {
                 let session = &mut *guard;
-                if !svc2
-                    .run_request(
+                let ok = if session.mutual {
+                    svc2.run_peer_request(
                         &payload,
                         &mut session.engine,
                         &session.signer,
@@ -614,7 +819,17 @@ async fn continue_session(
                         &tx,
                     )
                     .await
-                {
+                } else {
+                    svc2.run_request(
+                        &payload,
+                        &mut session.engine,
+                        &session.signer,
+                        session.ledger_index,
+                        &tx,
+                    )
+                    .await
+                };
+                if !ok {
                     break;
                 }
             }
@@ -629,17 +844,16 @@ async fn continue_session(
         .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response())
 }
 
-async fn close_session(State(svc): State<Arc<NodeService>>, Path(id): Path<String>) -> Response {
-    match svc.lock_table().remove(&id) {
-        Some(_) => {
-            tracing::info!(event = "session_closed");
-            StatusCode::NO_CONTENT.into_response()
-        }
-        None => problem(
-            StatusCode::NOT_FOUND,
-            "session-unknown",
-            "session expired or never existed",
-        ),
+fn close_with(svc: &NodeService, id: &str, mutual: bool) -> Response {
+    let mut table = svc.lock_table();
+    let same_route = table
+        .get(id)
+        .is_some_and(|e| e.session.try_lock().map_or(true, |s| s.mutual == mutual));
+    if same_route && table.remove(id).is_some() {
+        tracing::info!(event = "session_closed");
+        StatusCode::NO_CONTENT.into_response()
+    } else {
+        unknown_session()
     }
 }
 
@@ -650,4 +864,46 @@ async fn health(State(svc): State<Arc<NodeService>>) -> Response {
         "release_index": svc.release_index.load(Ordering::Relaxed),
     }))
     .into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chunks_are_cut_between_characters() {
+        // An odd prefix puts every 16 KiB boundary inside a two-byte character.
+        let text = format!("a{}", "é".repeat(MAX_CHUNK_TEXT));
+        let mut pending = Zeroizing::new(text.clone());
+        let frames = take_chunks(&mut pending);
+        assert!(pending.is_empty());
+        assert!(frames.len() >= 2);
+        let mut joined = Vec::new();
+        for f in &frames {
+            assert_eq!(f.kind(), FrameKind::StreamChunk);
+            assert!(f.payload().len() <= MAX_CHUNK_TEXT);
+            assert!(std::str::from_utf8(f.payload()).is_ok());
+            joined.extend_from_slice(f.payload());
+        }
+        assert_eq!(joined, text.as_bytes());
+        assert!(take_chunks(&mut Zeroizing::new(String::new())).is_empty());
+    }
+
+    #[test]
+    fn the_tick_is_clamped() {
+        let tick = |ms| {
+            ServiceSettings {
+                stream_tick: Duration::from_millis(ms),
+                ..ServiceSettings::default()
+            }
+            .effective_stream_tick()
+        };
+        assert_eq!(tick(0), MIN_STREAM_TICK);
+        assert_eq!(tick(60_000), MAX_STREAM_TICK);
+        assert_eq!(tick(150), Duration::from_millis(150));
+        assert_eq!(
+            ServiceSettings::default().effective_stream_tick(),
+            DEFAULT_STREAM_TICK
+        );
+    }
 }

@@ -31,9 +31,12 @@ async fn node_starts_from_the_ledger_and_refreshes_its_certificate() {
             choice: ReleaseChoice::Auto,
         },
         sim_vendor: None,
+        gpu: confide_node::GpuChoice::None,
+        sim_faults: Vec::new(),
         dev_allow_writable_cwd: true,
         cert_lifetime: Duration::from_secs(8),
         settings,
+        peer_policy: None,
     };
     let config =
         confide_node::node::config_digest(&options(String::new(), ServiceSettings::default()))
@@ -107,9 +110,12 @@ async fn node_without_a_listed_release_does_not_start() {
             choice: ReleaseChoice::Auto,
         },
         sim_vendor: None,
+        gpu: confide_node::GpuChoice::None,
+        sim_faults: Vec::new(),
         dev_allow_writable_cwd: true,
         cert_lifetime: Duration::from_secs(3600),
         settings: ServiceSettings::default(),
+        peer_policy: None,
     })
     .await
     .unwrap_err();

@@ -160,8 +160,10 @@ async fn verified_session_streams_and_replays_fail_closed() {
 
     let a = c.request(&summarize(24)).await.unwrap();
     assert!(a.end.error.is_none(), "{:?}", a.end);
+    // Text leaves on the node's tick (docs/sessions.md, "Traffic shape"): a short
+    // answer generated within one tick is one chunk.
     assert!(
-        a.chunks >= 2,
+        a.chunks >= 1,
         "expected a streamed answer, got {} chunks",
         a.chunks
     );
@@ -336,7 +338,7 @@ async fn unlisted_measurement_fails_before_app_data() {
     let mut c = Client::new(&url, verifier(&w.root(), &ledger, 3600));
     let e = c.open().await.unwrap_err();
     assert!(
-        matches!(ratls_error(&e), RatlsError::MeasurementNotListed),
+        matches!(ratls_error(&e), RatlsError::MeasurementNotListed { .. }),
         "{e:?}"
     );
     assert_no_app_data(&mut c);
@@ -368,12 +370,15 @@ fn node_options(max_tokens: u32) -> NodeOptions {
             choice: ReleaseChoice::Auto,
         },
         sim_vendor: None,
+        gpu: confide_node::GpuChoice::None,
+        sim_faults: Vec::new(),
         dev_allow_writable_cwd: false,
         cert_lifetime: Duration::from_secs(3600),
         settings: ServiceSettings {
             max_tokens,
             ..ServiceSettings::default()
         },
+        peer_policy: None,
     }
 }
 
@@ -471,8 +476,10 @@ async fn stale_evidence_fails() {
     match ratls_error(&e) {
         RatlsError::EvidenceRejected(x) => assert!(
             matches!(
-                x.downcast_ref::<confide_attest::Error>(),
-                Some(confide_attest::Error::Stale { .. })
+                x.downcast_ref::<confide_verify::Error>(),
+                Some(confide_verify::Error::Evidence(
+                    confide_attest::Error::Stale { .. }
+                ))
             ),
             "{x:?}"
         ),

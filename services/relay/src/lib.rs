@@ -125,44 +125,93 @@ impl RelayMetrics {
     }
 }
 
+/// Lock shards of the rate limiter: requests from different addresses rarely wait for
+/// each other.
+const LIMITER_SHARDS: usize = 16;
+
+type Buckets = HashMap<IpAddr, (f64, Instant)>;
+
+/// One shard's buckets in two generations: `current` holds the addresses seen in this
+/// window, `previous` those seen only in the window before.
+#[derive(Debug, Default)]
+struct Shard {
+    current: Buckets,
+    previous: Buckets,
+    window_start: Option<Instant>,
+}
+
 /// A token bucket per client address.
+///
+/// Forgetting idle clients costs O(1) per request: the buckets live in two generations per
+/// shard, each a refill period long (`burst / rate`, after which an untouched bucket is full
+/// and indistinguishable from a new one). When a window ends, the older generation is
+/// dropped whole — every bucket in it was last touched at least a refill period ago — and
+/// dropped after the lock is released. An address seen again moves back to the current
+/// generation with its state. (Before, past 100 000 addresses every request scanned every
+/// bucket under one mutex.)
 #[derive(Debug)]
 pub struct RateLimiter {
-    buckets: Mutex<HashMap<IpAddr, (f64, Instant)>>,
+    shards: Box<[Mutex<Shard>]>,
+    hasher: std::collections::hash_map::RandomState,
     rate: f64,
     burst: f64,
+    window: Duration,
 }
 
 impl RateLimiter {
     /// `rate` tokens per second, at most `burst` saved.
     pub fn new(rate: f64, burst: f64) -> Self {
+        // A bucket that never refills (rate 0) is never forgotten.
+        let window = Duration::try_from_secs_f64(burst / rate).unwrap_or(Duration::MAX);
         Self {
-            buckets: Mutex::new(HashMap::new()),
+            shards: (0..LIMITER_SHARDS)
+                .map(|_| Mutex::new(Shard::default()))
+                .collect(),
+            hasher: std::collections::hash_map::RandomState::new(),
             rate,
             burst,
+            window,
         }
     }
 
     /// Take one token for `ip` at `now`; `false` means refuse. A poisoned lock refuses.
     pub fn allow(&self, ip: IpAddr, now: Instant) -> bool {
-        let Ok(mut m) = self.buckets.lock() else {
+        use std::hash::BuildHasher as _;
+        let i = (self.hasher.hash_one(ip) % LIMITER_SHARDS as u64) as usize;
+        let Ok(mut shard) = self.shards[i].lock() else {
             return false;
         };
-        if m.len() > 100_000 {
-            // Forget clients whose bucket has refilled: they are indistinguishable from new.
-            let full_after = Duration::from_secs_f64(self.burst / self.rate);
-            m.retain(|_, (_, t)| now.duration_since(*t) < full_after);
+        let start = *shard.window_start.get_or_insert(now);
+        let mut expired = None;
+        if now.saturating_duration_since(start) >= self.window {
+            let current = std::mem::take(&mut shard.current);
+            expired = Some(std::mem::replace(&mut shard.previous, current));
+            shard.window_start = Some(now);
         }
-        let (tokens, last) = m.entry(ip).or_insert((self.burst, now));
-        let elapsed = now.duration_since(*last).as_secs_f64();
-        *tokens = (*tokens + elapsed * self.rate).min(self.burst);
-        *last = now;
-        if *tokens >= 1.0 {
-            *tokens -= 1.0;
-            true
-        } else {
-            false
+        let bucket = match shard.previous.remove(&ip) {
+            Some(b) => b,
+            None => shard.current.get(&ip).copied().unwrap_or((self.burst, now)),
+        };
+        let (tokens, last) = bucket;
+        let elapsed = now.saturating_duration_since(last).as_secs_f64();
+        let mut tokens = (tokens + elapsed * self.rate).min(self.burst);
+        let allowed = tokens >= 1.0;
+        if allowed {
+            tokens -= 1.0;
         }
+        shard.current.insert(ip, (tokens, now));
+        drop(shard);
+        // Freeing a large generation happens outside the lock.
+        drop(expired);
+        allowed
+    }
+
+    /// Addresses with a bucket (both generations), for tests and metrics.
+    pub fn tracked(&self) -> usize {
+        self.shards
+            .iter()
+            .filter_map(|s| s.lock().ok().map(|s| s.current.len() + s.previous.len()))
+            .sum()
     }
 }
 
@@ -392,6 +441,42 @@ mod tests {
         assert!(!l.allow(a, t), "burst exhausted");
         assert!(l.allow(b, t), "other clients unaffected");
         assert!(l.allow(a, t + Duration::from_millis(600)), "refilled");
+    }
+
+    /// Forgetting idle clients is O(1) per request (issue 13, finding 7): 300 000 addresses
+    /// are admitted quickly (the old limiter scanned every bucket on each request past
+    /// 100 000), an exhausted client is not forgotten while its bucket is still empty, and
+    /// the buckets of clients idle for two refill periods are gone.
+    #[test]
+    fn many_addresses_cost_constant_time_and_idle_ones_are_forgotten() {
+        let l = RateLimiter::new(1.0, 2.0); // full again 2 s after the last request
+        let t = Instant::now();
+        let a: IpAddr = "198.51.100.1".parse().unwrap();
+        assert!(l.allow(a, t) && l.allow(a, t));
+        assert!(!l.allow(a, t));
+        let started = std::time::Instant::now();
+        for i in 0..300_000u32 {
+            let ip = IpAddr::V4((0x0A00_0000 + i).into());
+            assert!(l.allow(ip, t + Duration::from_millis(100)));
+        }
+        let spent = started.elapsed();
+        assert!(
+            spent < Duration::from_secs(10),
+            "300k admissions took {spent:?}"
+        );
+        assert_eq!(l.tracked(), 300_001);
+        // Still exhausted half a second later: not forgotten among the crowd.
+        assert!(!l.allow(a, t + Duration::from_millis(500)));
+        // Two refill periods later, after fresh traffic touched every shard, the idle crowd
+        // is gone; `a` was refilled and is served.
+        for round in 1..=2u64 {
+            for i in 0..2_000u32 {
+                let ip = IpAddr::V4((0xC000_0200 + i).into());
+                l.allow(ip, t + Duration::from_millis(2_100 * round));
+            }
+        }
+        assert!(l.tracked() < 10_000, "{} buckets kept", l.tracked());
+        assert!(l.allow(a, t + Duration::from_secs(5)));
     }
 
     async fn call(router: &Router, media: &str, body: Vec<u8>, peer: &str) -> StatusCode {

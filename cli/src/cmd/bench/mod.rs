@@ -7,7 +7,13 @@
 //!   against llama.cpp's own minimal loop (`raw_greedy_loop`) on the same model file,
 //!   the same prompt ids and the same thread count;
 //! - total tokens/s with 4 and 8 requests at once against one request alone, on the
-//!   same engine (continuous batching).
+//!   same engine (continuous batching);
+//! - the cost of the traffic shape (docs/sessions.md): bytes on the wire of a streamed
+//!   answer's text and the time until its first text leaves the node, as the node sends
+//!   them (padded units on the default tick) against one unpadded record per piece as
+//!   soon as it is ready (before issue 13). Both are laid out from the pieces and
+//!   times of the same real generations of this run, with the session's own
+//!   `padded_len`; the `End` unit (2 KiB padded, about 800 B unpadded) is not counted.
 //!
 //! - the private path: time to the first line of a real summary of the bundled WhatsApp
 //!   sample through `confide up`'s parties (token, OHTTP through the relay, gateway,
@@ -256,6 +262,87 @@ async fn one(
     Ok((first, f64::from(n.saturating_sub(1)) / rest, n))
 }
 
+/// The traffic shape's cost on real generations: (bytes, time to first text) of the
+/// answer's text as the node sends it, padded on the tick, and as one unpadded TLS record
+/// per sentence piece the moment the sentence gate releases it.
+async fn shape_rows(
+    engine: &EmbeddedEngine,
+    messages: &[confide_engine::ChatMessage],
+    params: GenerateParams,
+    repeats: usize,
+) -> anyhow::Result<Vec<Row>> {
+    // TLS 1.3 adds a 5-byte header, the content type and a 16-byte tag to each record.
+    const RECORD: usize = 22;
+    const FRAME: usize = confide_session::HEADER_LEN;
+    let tick = confide_node::DEFAULT_STREAM_TICK.as_secs_f64();
+    let (mut raw_bytes, mut pad_bytes, mut raw_first, mut pad_first) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..repeats {
+        let t = Instant::now();
+        let mut s = engine.generate(messages.to_vec(), params).await?;
+        let mut gate = features::WholeSentences::default();
+        // (seconds after the request, bytes) of each piece the node would send.
+        let mut pieces: Vec<(f64, usize)> = Vec::new();
+        let mut done_at = None;
+        while let Some(ev) = s.next().await {
+            let (out, done) = match ev? {
+                StreamEvent::Text(x) => (gate.push(&x), false),
+                StreamEvent::Done(c) => (gate.finish(c.finish_reason), true),
+            };
+            let at = t.elapsed().as_secs_f64();
+            if !out.is_empty() {
+                pieces.push((at, out.len()));
+            }
+            if done {
+                done_at = Some(at);
+            }
+        }
+        let done_at = done_at.context("the engine did not finish")?;
+        let first = pieces.first().context("the engine produced no text")?.0;
+        raw_bytes.push(
+            pieces
+                .iter()
+                .map(|(_, n)| n + FRAME + RECORD)
+                .sum::<usize>() as f64,
+        );
+        // One unit per tick until the tick after the end: the text of that tick in one
+        // chunk frame plus the padding frame, padded to the stream bucket.
+        let ticks = (done_at / tick).floor() as usize + 1;
+        let mut bytes = 0;
+        for k in 0..ticks {
+            let (from, to) = (k as f64 * tick, (k + 1) as f64 * tick);
+            let text: usize = pieces
+                .iter()
+                .filter(|(at, _)| *at >= from && *at < to)
+                .map(|(_, n)| n)
+                .sum();
+            let frames = if text == 0 { 0 } else { text + FRAME };
+            bytes += confide_session::padded_len(frames + FRAME, confide_node::STREAM_MIN_BUCKET)
+                + RECORD;
+        }
+        pad_bytes.push(bytes as f64);
+        raw_first.push(first * 1e3);
+        pad_first.push(((first / tick).floor() + 1.0) * tick * 1e3);
+    }
+    let ms = confide_node::DEFAULT_STREAM_TICK.as_millis();
+    Ok(vec![
+        row(
+            &format!("streamed text, bytes on the wire (padded units, {ms} ms tick)"),
+            "bytes",
+            "one unpadded record per piece",
+            raw_bytes,
+            pad_bytes,
+        ),
+        row(
+            &format!("streamed text, time until the first text leaves ({ms} ms tick)"),
+            "ms",
+            "sent when the sentence is ready",
+            raw_first,
+            pad_first,
+        ),
+    ])
+}
+
 /// `concurrent` generations at once: total generated tokens per second.
 async fn batch_rate(
     engine: &Arc<EmbeddedEngine>,
@@ -367,6 +454,8 @@ pub async fn run(a: BenchArgs) -> anyhow::Result<ExitCode> {
             eng_tps,
         ),
     ];
+
+    rows.extend(shape_rows(&engine, &messages, params, repeats).await?);
 
     // Time to first token against chat length: the engine against the raw loop, one
     // request at a time. Both prefill the same ids; the plot in docs/performance.md
@@ -617,6 +706,10 @@ async fn private_path(
         .context("cannot create a temporary directory")?;
     eprintln!("bench: starting the parties of `confide up` for the private path");
     let up = UpArgs {
+        platform: super::up::SimPlatform::SimSnp,
+        gpu: false,
+        sim_fault: Vec::new(),
+        model_node: None,
         dir: tmp.path().join("system"),
         nodes: 1,
         model: Some(a.model.clone()),
@@ -632,7 +725,7 @@ async fn private_path(
     let measured = async {
         let cfg = confide_sdk::config::ClientConfig::load(&stack.client_config)?;
         confide_sdk::consent::Consent::record(&cfg.consent_state, true, unix_now())?;
-        // Warm-up: the node's first request, the wallet's first issuance.
+        // Warm-up: the node's first request (the wallet was filled when the stack came up).
         let warm = super::client::connect(&stack.client_config)?;
         first_line_private(&warm, &chat, max_tokens).await?;
         first_line_direct(engine, direct_messages.clone(), params).await?;

@@ -13,7 +13,7 @@ use std::time::Duration;
 use confide_ratls::rustls::pki_types::UnixTime;
 use confide_ratls::{
     Attester, CheckpointRef, EvidenceClaims, EvidenceVerifier, ExternalError, GpuEvidenceVerifier,
-    InclusionVerifier, LedgerEntryClaims, NodePolicy, NodeVerifier,
+    InclusionVerifier, LedgerEntryClaims, NodePolicy, NodeVerifier, Pin, Register,
 };
 use ed25519_dalek::{Signature, Signer, SigningKey, Verifier, VerifyingKey};
 
@@ -204,6 +204,11 @@ impl EvidenceVerifier for TestEvidenceVerifier {
         let collected = c.u64().map_err(ExternalError::new)?;
         Ok(EvidenceClaims {
             platform,
+            registers: vec![Register {
+                name: "MEASUREMENT".into(),
+                value: measurement.clone(),
+                must_be_pinned: true,
+            }],
             measurement,
             model_digest: (!model.is_empty()).then_some(model),
             config_digest: (!config.is_empty()).then_some(config),
@@ -304,6 +309,10 @@ impl InclusionVerifier for TestInclusionVerifier {
         let index = c.u64().map_err(ExternalError::new)?;
         Ok(LedgerEntryClaims {
             platform,
+            pins: vec![Pin {
+                name: "MEASUREMENT".into(),
+                accepted: vec![measurement.clone()],
+            }],
             measurement,
             model_digest: (!model.is_empty()).then_some(model),
             config_digest: (!config.is_empty()).then_some(config),

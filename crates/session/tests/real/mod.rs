@@ -1,10 +1,9 @@
 //! Shared by the real-stack tests and the handshake benchmark: evidence from
 //! `confide-attest-sim` (SEV-SNP-format reports under a simulated vendor root),
-//! judged by `confide_ratls::adapters::AttestEvidenceVerifier` (the
-//! `confide-attest-verify` leaves under a policy pinning the simulated root), and
-//! a stapled `confide-release` bundle (RFC 9162 inclusion proof under a C2SP
-//! checkpoint signed by the ledger and cosigned by witnesses), verified by
-//! `confide_ratls::adapters::ReleaseInclusionVerifier`.
+//! judged by `confide_verify::EvidencePipeline` (the `confide-attest-verify` leaves
+//! under a policy pinning the simulated root), and a stapled `confide-release` bundle
+//! (RFC 9162 inclusion proof under a C2SP checkpoint signed by the ledger and cosigned by
+//! witnesses), verified by `confide_verify::InclusionPipeline`.
 #![allow(dead_code, clippy::unwrap_used)]
 
 use std::sync::{Arc, OnceLock};
@@ -13,9 +12,6 @@ use std::time::Duration;
 use confide_attest::{AttestRequest, Binding, Platform, TrustPolicy};
 use confide_attest_sim::{SimulatedAttester, SimulatedVendor};
 use confide_note::{Checkpoint, KeyType, Note, SignerKey};
-use confide_ratls::adapters::{
-    AttestEvidenceVerifier, EVIDENCE_MEDIA_TYPE, ReleaseInclusionVerifier,
-};
 use confide_ratls::rustls::pki_types::UnixTime;
 use confide_ratls::{
     Attester, ExternalError, ManualClock, NodeCertResolver, NodeCredential, NodePolicy,
@@ -24,6 +20,7 @@ use confide_ratls::{
 use confide_release::{Bundle, LedgerEntry, LedgerTrust, ReleaseManifest};
 use confide_session::{ClientEngine, ServerEngine, SessionError, SessionLimits};
 use confide_tlog::{MemoryTree, inclusion_proof, leaf_hash};
+use confide_verify::{EVIDENCE_MEDIA_TYPE, EvidencePipeline, InclusionPipeline};
 
 pub const T0: u64 = 1_790_000_000;
 pub const WINDOW: Duration = Duration::from_secs(3600);
@@ -90,6 +87,9 @@ pub fn release(measurement: [u8; 48], model: [u8; 32]) -> ReleaseManifest {
     ReleaseManifest {
         platform: confide_release::Platform::Simulated,
         measurement: measurement.to_vec(),
+        snp_policy: Some(confide_attest_sim::GUEST_POLICY),
+        rtmrs: Vec::new(),
+        gpu_reference: Default::default(),
         model_digest: model,
         config_digest: CONFIG,
         source_revision: "git:0123456789abcdef0123456789abcdef01234567".into(),
@@ -145,21 +145,21 @@ impl Ledger {
         .unwrap()
     }
 
-    pub fn evidence_verifier(&self) -> AttestEvidenceVerifier {
+    pub fn evidence_verifier(&self) -> EvidencePipeline {
         let mut policy =
             TrustPolicy::production().with_simulated_root(sim().vendor().root_der().to_vec());
         policy.freshness_secs = WINDOW.as_secs();
-        AttestEvidenceVerifier::new(policy)
+        EvidencePipeline::new(policy)
     }
 
-    pub fn inclusion_verifier(&self) -> ReleaseInclusionVerifier {
+    pub fn inclusion_verifier(&self) -> InclusionPipeline {
         let w: Vec<String> = self
             .witnesses
             .iter()
             .map(|w| w.verifier().to_vkey())
             .collect();
         let trust = LedgerTrust::new(&self.key.verifier().to_vkey(), &w, 2).unwrap();
-        ReleaseInclusionVerifier::new(trust, None)
+        InclusionPipeline::new(trust, None)
     }
 
     pub fn verifier(&self) -> NodeVerifier {

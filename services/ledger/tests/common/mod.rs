@@ -13,6 +13,7 @@ pub async fn serve(dir: &Path, origin: &str) -> (String, Ledger, tokio::task::Jo
         origin: origin.into(),
         witnesses: vec![],
         operators: vec![],
+        recosign_every: None,
     })
     .await
     .unwrap();

@@ -9,7 +9,6 @@ use std::time::{Duration, Instant, SystemTime};
 
 use confide_attest::TrustPolicy;
 use confide_engine::features::{ChatLine, SummarizeRequest};
-use confide_node::adapters::{LedgerInclusionVerifier, PolicyEvidenceVerifier};
 use confide_node::frames::{AppRequest, EndInfo, Feature};
 use confide_note::{Checkpoint, KeyType, Note, SignerKey};
 use confide_ratls::rustls::pki_types::UnixTime;
@@ -58,6 +57,9 @@ pub fn release(measurement: &[u8], model_digest: [u8; 32], config_digest: [u8; 3
     LedgerEntry::Release(ReleaseManifest {
         platform: Platform::Simulated,
         measurement: measurement.to_vec(),
+        snp_policy: Some(confide_attest_sim::GUEST_POLICY),
+        rtmrs: Vec::new(),
+        gpu_reference: Default::default(),
         model_digest,
         config_digest,
         source_revision: "test".into(),
@@ -173,8 +175,8 @@ pub fn verifier_with_trust(
     policy.freshness_secs = policy_freshness;
     NodeVerifier::new(
         NodePolicy::new(Duration::from_secs(3600)),
-        Arc::new(PolicyEvidenceVerifier::new(policy)),
-        Arc::new(LedgerInclusionVerifier::new(trust, None)),
+        Arc::new(confide_verify::EvidencePipeline::new(policy)),
+        Arc::new(confide_verify::InclusionPipeline::new(trust, None)),
     )
 }
 
