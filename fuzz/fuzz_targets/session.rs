@@ -4,8 +4,8 @@
 //!   A device needs no credential to reach it, so the harness plays one: a plain rustls
 //!   client that completes the handshake with a real node engine and then writes the fuzz
 //!   input as application data, in pieces. Property: the frames the node yields are
-//!   exactly a prefix of the input cut at the frame boundaries, and bad input ends in a
-//!   typed error.
+//!   exactly a prefix of the input cut at the frame boundaries, less the padding frames
+//!   it checks and drops, and bad input ends in a typed error.
 //! - The TLS records both engines read before that (ClientHello on the node side,
 //!   ServerHello on the device side), fed raw.
 //!
@@ -27,7 +27,7 @@ use confide_ratls::{
     NodePolicy, NodeVerifier,
 };
 use confide_session::receipt::ReceiptBody;
-use confide_session::{ClientEngine, ServerEngine, SessionLimits};
+use confide_session::{ClientEngine, MAX_PADDING, ServerEngine, SessionLimits};
 use libfuzzer_sys::fuzz_target;
 
 const NOW: u64 = 1_790_000_000;
@@ -240,21 +240,53 @@ fuzz_target!(|data: &[u8]| {
                     seen.push(frame);
                 }
             }
-            // Each frame is 5 header bytes plus its payload, in input order.
+            // Walk the input as the frame format reads it: each frame is 5 header bytes
+            // plus its payload; padding frames (kind 5) are checked and dropped, every
+            // other frame is yielded, in input order.
             let mut at = 0usize;
-            for frame in &seen {
+            let mut frames = seen.iter();
+            while body.len() - at >= 5 {
+                let len =
+                    u32::from_be_bytes([body[at + 1], body[at + 2], body[at + 3], body[at + 4]]);
+                let len = usize::try_from(len).unwrap_or(usize::MAX);
+                if body[at] == 5 {
+                    if len > body.len() - at - 5 {
+                        break;
+                    }
+                    if !failed {
+                        assert!(len <= MAX_PADDING, "accepted padding is bounded");
+                        assert!(body[at + 5..at + 5 + len].iter().all(|&b| b == 0));
+                    }
+                    at += 5 + len;
+                    continue;
+                }
+                let Some(frame) = frames.next() else {
+                    break;
+                };
                 let end = at + 5 + frame.payload().len();
                 assert!(end <= body.len());
                 assert_eq!(&body[at + 5..end], frame.payload());
                 at = end;
             }
+            assert!(
+                frames.next().is_none(),
+                "every yielded frame is in the input"
+            );
             if failed {
                 // A failed engine refuses everything after.
                 assert!(node.put_incoming(&[], now).is_err());
-            } else {
-                // What is left over is an incomplete frame (at most a header and part of
-                // a payload within the limit).
-                assert!(body.len() - at < 5 + LIMITS.max_frame_payload);
+            } else if body.len() - at >= 5 {
+                // What is left over is an incomplete frame whose announced length is
+                // within its limit.
+                let len =
+                    u32::from_be_bytes([body[at + 1], body[at + 2], body[at + 3], body[at + 4]]);
+                let len = usize::try_from(len).unwrap_or(usize::MAX);
+                let limit = if body[at] == 5 {
+                    MAX_PADDING
+                } else {
+                    LIMITS.max_frame_payload
+                };
+                assert!(len <= limit && len > body.len() - at - 5);
             }
         }
     }
