@@ -411,6 +411,28 @@ async fn phase(
     result
 }
 
+/// The figures the test reports. libtest shows a passing test's output only with
+/// `--nocapture`, so they are also written to `<target>/tmp/load_faults.txt`, which
+/// `scripts/test` prints after the suite: CI's log then carries them.
+#[derive(Default)]
+struct Figures(Vec<String>);
+
+impl Figures {
+    fn say(&mut self, line: String) {
+        println!("{line}");
+        self.0.push(line);
+    }
+
+    fn save(&self) {
+        let path = Path::new(env!("CARGO_TARGET_TMPDIR")).join("load_faults.txt");
+        let mut text = self.0.join("\n");
+        text.push('\n');
+        if let Err(e) = std::fs::write(&path, text) {
+            eprintln!("could not write {}: {e}", path.display());
+        }
+    }
+}
+
 /// Sessions a timed phase may hold open at once: below what the two nodes `confide up`
 /// starts accept together (`confide node serve --max-sessions`, default 1024 each), so
 /// that the phase measures the token path and not a full session table.
@@ -576,13 +598,14 @@ async fn load_through_relay_and_gateway_survives_node_and_gateway_restarts() {
     .await;
     let free_rate = n_free as f64 / t_free.as_secs_f64();
     let paid_rate = n_paid as f64 / t_paid.as_secs_f64();
-    println!("{}", free.line("token-free (GET /v1/health)"));
-    println!("{}", paid.line("type-2 token + node (POST /v1/sessions)"));
-    println!(
+    let mut figures = Figures::default();
+    figures.say(free.line("token-free (GET /v1/health)"));
+    figures.say(paid.line("type-2 token + node (POST /v1/sessions)"));
+    figures.say(format!(
         "throughput with {clients} clients: token-free {free_rate:.1} req/s, \
          token-carrying {paid_rate:.1} req/s, ratio {:.2} (acceptance: >= 0.25, embedded store)",
         paid_rate / free_rate
-    );
+    ));
 
     // 2. Faults: mixed load while node-1 and then the gateway are killed and restarted.
     let faults = Arc::new(Counters::default());
@@ -628,15 +651,13 @@ async fn load_through_relay_and_gateway_survives_node_and_gateway_restarts() {
     });
     let after_gateway = Counters::get(&faults.answered);
     let (n_faults, t_faults) = load.await.unwrap();
-    println!(
-        "{}",
-        faults.line("under faults (node-1, then the gateway, restarted)")
-    );
-    println!(
+    figures.say(faults.line("under faults (node-1, then the gateway, restarted)"));
+    figures.say(format!(
         "under faults: {:.1} req/s over {:.1} s",
         n_faults as f64 / t_faults.as_secs_f64(),
         t_faults.as_secs_f64()
-    );
+    ));
+    figures.save();
 
     for (what, c) in [
         ("token-free", &free),
