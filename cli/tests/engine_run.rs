@@ -178,6 +178,8 @@ fn bench_prints_every_row_with_its_baseline() {
         "time to first token, 24-message chat",
         "total tokens/s, 4 requests at once",
         "total tokens/s, 8 requests at once",
+        "llama.cpp raw loop, total tokens/s, 4 sequences per batch",
+        "engine, total tokens/s, 4 requests at once",
         "private summary, first line, new session",
         "private summary, first line, established session",
         "verify sev-snp, cold",

@@ -819,20 +819,9 @@ pub fn raw_greedy_loop(
     prompt: &[u32],
     max_tokens: usize,
 ) -> Result<RawLoopTimings, EngineError> {
-    let backend = backend()?;
-    let model = LlamaModel::load_from_file(backend, path, &LlamaModelParams::default())
-        .map_err(|e| inference("load", e))?;
-    let threads = i32::try_from(threads.max(1)).unwrap_or(1);
     let n_ctx = u32::try_from(prompt.len() + max_tokens + 16).unwrap_or(u32::MAX);
-    let params = LlamaContextParams::default()
-        .with_n_ctx(NonZeroU32::new(n_ctx))
-        .with_n_batch(n_ctx)
-        .with_n_ubatch(Resolved::BATCH)
-        .with_n_threads(threads)
-        .with_n_threads_batch(threads);
-    let mut ctx = model
-        .new_context(backend, params)
-        .map_err(|e| inference("context", e))?;
+    let (backend, model) = raw_model(path)?;
+    let mut ctx = raw_context(backend, &model, threads, n_ctx, 1)?;
     let mut batch = LlamaBatch::new(n_ctx as usize, 1);
     let start = std::time::Instant::now();
     for (i, &id) in prompt.iter().enumerate() {
@@ -868,4 +857,91 @@ pub fn raw_greedy_loop(
         tokens_per_second: (max_tokens.saturating_sub(1)) as f64 / secs.max(1e-9),
         ids,
     })
+}
+
+/// The model and context of the raw baselines: llama.cpp's defaults, our thread count,
+/// one batch as large as the cache.
+fn raw_model(path: &Path) -> Result<(&'static LlamaBackend, LlamaModel), EngineError> {
+    let backend = backend()?;
+    let model = LlamaModel::load_from_file(backend, path, &LlamaModelParams::default())
+        .map_err(|e| inference("load", e))?;
+    Ok((backend, model))
+}
+
+fn raw_context<'m>(
+    backend: &LlamaBackend,
+    model: &'m LlamaModel,
+    threads: usize,
+    n_ctx: u32,
+    sequences: u32,
+) -> Result<LlamaContext<'m>, EngineError> {
+    let threads = i32::try_from(threads.max(1)).unwrap_or(1);
+    let params = LlamaContextParams::default()
+        .with_n_ctx(NonZeroU32::new(n_ctx))
+        .with_n_batch(n_ctx)
+        .with_n_ubatch(Resolved::BATCH)
+        .with_n_seq_max(sequences)
+        .with_kv_unified(true)
+        .with_n_threads(threads)
+        .with_n_threads_batch(threads);
+    model
+        .new_context(backend, params)
+        .map_err(|e| inference("context", e))
+}
+
+/// llama.cpp's raw loop over `sequences` copies of one prompt decoded together: every
+/// prompt in one batch, then one batch per step carrying the next token of every
+/// sequence, greedy, `max_tokens` each, nothing else. Returns total generated tokens per
+/// second from the start of the prompt decode, the same measure the benchmark takes of
+/// the engine serving as many requests at once. This is the most a scheduler on top of
+/// llama.cpp can get from batching on this machine: how much one batch of N costs
+/// against N batches of one is llama.cpp's matrix kernels' business, not ours.
+#[doc(hidden)]
+pub fn raw_batched_loop(
+    path: &Path,
+    threads: usize,
+    prompt: &[u32],
+    max_tokens: usize,
+    sequences: usize,
+) -> Result<f64, EngineError> {
+    let seqs = sequences.clamp(1, 64);
+    let n_ctx = u32::try_from((prompt.len() + max_tokens + 16) * seqs).unwrap_or(u32::MAX);
+    let (backend, model) = raw_model(path)?;
+    let mut ctx = raw_context(backend, &model, threads, n_ctx, seqs as u32)?;
+    let mut batch = LlamaBatch::new(n_ctx as usize, seqs as i32);
+    let mut sampler = LlamaSampler::greedy();
+    let start = std::time::Instant::now();
+    for seq in 0..seqs as i32 {
+        for (i, &id) in prompt.iter().enumerate() {
+            batch
+                .add(
+                    LlamaToken::new(id as i32),
+                    i as i32,
+                    &[seq],
+                    i + 1 == prompt.len(),
+                )
+                .map_err(|e| inference("batch", e))?;
+        }
+    }
+    ctx.decode(&mut batch).map_err(|e| inference("decode", e))?;
+    let plen = prompt.len();
+    // Logits of sequence k's last prompt token sit at batch index (k + 1) * plen - 1.
+    let mut next: Vec<LlamaToken> = (0..seqs)
+        .map(|k| sampler.sample(&ctx, ((k + 1) * plen) as i32 - 1))
+        .collect();
+    let start_pos = i32::try_from(plen).unwrap_or(i32::MAX);
+    for pos in (start_pos..).take(max_tokens.saturating_sub(1)) {
+        batch.clear();
+        for (k, &tok) in next.iter().enumerate() {
+            batch
+                .add(tok, pos, &[k as i32], true)
+                .map_err(|e| inference("batch", e))?;
+        }
+        ctx.decode(&mut batch).map_err(|e| inference("decode", e))?;
+        for (k, tok) in next.iter_mut().enumerate() {
+            *tok = sampler.sample(&ctx, k as i32);
+        }
+    }
+    let generated = (seqs * max_tokens) as f64;
+    Ok(generated / start.elapsed().as_secs_f64().max(1e-9))
 }

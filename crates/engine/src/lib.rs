@@ -38,7 +38,7 @@ mod utf8;
 
 pub use embedded::{Backend, EmbeddedEngine, LoadOptions};
 #[doc(hidden)]
-pub use embedded::{RawLoopTimings, raw_greedy_loop};
+pub use embedded::{RawLoopTimings, raw_batched_loop, raw_greedy_loop};
 pub use error::EngineError;
 pub use types::{
     ChatMessage, Completion, Engine, FinishReason, GenerateParams, ModelInfo, Role, StreamEvent,

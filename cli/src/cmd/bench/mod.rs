@@ -7,7 +7,9 @@
 //!   against llama.cpp's own minimal loop (`raw_greedy_loop`) on the same model file,
 //!   the same prompt ids and the same thread count;
 //! - total tokens/s with 4 and 8 requests at once against one request alone, on the
-//!   same engine (continuous batching);
+//!   same engine (continuous batching); and what batching can give at all on this CPU:
+//!   llama.cpp's raw loop with 4 sequences per batch against 1 (`raw_batched_loop`),
+//!   and the engine's 4 requests against that loop;
 //! - the cost of the traffic shape (docs/sessions.md): bytes on the wire of a streamed
 //!   answer's text and the time until its first text leaves the node, as the node sends
 //!   them (padded units on the default tick) against one unpadded record per piece as
@@ -39,7 +41,8 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use confide_engine::features::{self, ChatLine, Limits, SummarizeRequest};
 use confide_engine::{
-    EmbeddedEngine, Engine, GenerateParams, LoadOptions, StreamEvent, raw_greedy_loop,
+    EmbeddedEngine, Engine, GenerateParams, LoadOptions, StreamEvent, raw_batched_loop,
+    raw_greedy_loop,
 };
 use futures::StreamExt;
 use serde::Serialize;
@@ -77,6 +80,8 @@ struct Plan {
     repeats: usize,
     tokens: u32,
     lengths: &'static [usize],
+    /// Repeats of each chat-length row (the longest chat's prefill dominates the run).
+    length_repeats: usize,
     concurrency_repeats: usize,
     effort: components::Effort,
 }
@@ -88,6 +93,7 @@ impl Plan {
                 repeats: 2,
                 tokens: 8,
                 lengths: &[2],
+                length_repeats: 2,
                 concurrency_repeats: 2,
                 effort: components::Effort {
                     rounds: 2,
@@ -99,6 +105,8 @@ impl Plan {
                 repeats: 3,
                 tokens: 32,
                 lengths: &[2, 4],
+                // Keeps `--quick` under 5 minutes on 2 cores with the fast model.
+                length_repeats: 2,
                 concurrency_repeats: 2,
                 effort: components::Effort {
                     rounds: 5,
@@ -110,6 +118,7 @@ impl Plan {
                 repeats: 7,
                 tokens: 96,
                 lengths: &[2, 4, 8],
+                length_repeats: 3,
                 concurrency_repeats: 3,
                 effort: components::Effort {
                     rounds: 11,
@@ -469,7 +478,7 @@ pub async fn run(a: BenchArgs) -> anyhow::Result<ExitCode> {
         let chat = bench_prompt(rounds)?;
         let ids = engine.prompt_ids(&chat, &first_only)?;
         let (mut raw_t, mut eng_t) = (Vec::new(), Vec::new());
-        for _ in 0..repeats.min(3) {
+        for _ in 0..plan.length_repeats {
             let path = a.model.clone();
             let p = ids.to_vec();
             let r = tokio::task::spawn_blocking(move || raw_greedy_loop(&path, threads, &p, 1))
@@ -511,22 +520,34 @@ pub async fn run(a: BenchArgs) -> anyhow::Result<ExitCode> {
         max_tokens: tokens * 2,
         ..params
     };
-    let short = engine.prompt_ids(&messages, &params)?.len();
-    let mut single = Vec::new();
-    let mut four = Vec::new();
-    let mut eight = Vec::new();
+    let short_ids = engine.prompt_ids(&messages, &params)?;
+    let short = short_ids.len();
+    // What batching can give at all on this machine: llama.cpp's own loop decoding 4
+    // sequences per batch against 1, and the engine's 4 requests against that loop.
+    // Without these rows a low ratio for the engine alone would not say whether the
+    // scheduler or the matrix kernels on this CPU are the limit. (The raw loop needs no
+    // warm-up of its own: it maps the same file the engine has just read.)
+    let raw_batched = |n: usize| {
+        let (path, p) = (a.model.clone(), short_ids.clone());
+        let max = params.max_tokens as usize;
+        tokio::task::spawn_blocking(move || raw_batched_loop(&path, threads, &p, max, n))
+    };
+    let (mut single, mut four, mut eight) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut raw1, mut raw4) = (Vec::new(), Vec::new());
     batch_rate(&engine, &messages, params, 1).await?;
     for _ in 0..conc_repeats {
         single.push(batch_rate(&engine, &messages, params, 1).await?);
         four.push(batch_rate(&engine, &messages, params, 4).await?);
         eight.push(batch_rate(&engine, &messages, params, 8).await?);
+        raw1.push(raw_batched(1).await??);
+        raw4.push(raw_batched(4).await??);
     }
     rows.push(row(
         &format!("total tokens/s, 4 requests at once ({short}-token prompt)"),
         "tokens/s",
         "1 request",
         single.clone(),
-        four,
+        four.clone(),
     ));
     rows.push(row(
         &format!("total tokens/s, 8 requests at once ({short}-token prompt)"),
@@ -534,6 +555,20 @@ pub async fn run(a: BenchArgs) -> anyhow::Result<ExitCode> {
         "1 request",
         single,
         eight,
+    ));
+    rows.push(row(
+        "llama.cpp raw loop, total tokens/s, 4 sequences per batch",
+        "tokens/s",
+        "llama.cpp raw loop, 1 sequence",
+        raw1,
+        raw4.clone(),
+    ));
+    rows.push(row(
+        "engine, total tokens/s, 4 requests at once",
+        "tokens/s",
+        "llama.cpp raw loop, 4 sequences per batch",
+        raw4,
+        four,
     ));
 
     // The private path, on the parties of `confide up` (separate processes).
