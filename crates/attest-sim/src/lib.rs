@@ -590,9 +590,34 @@ mod base64_lite {
 }
 
 #[cfg(test)]
+pub(crate) mod test_support {
+    use confide_attest::{AttestRequest, Attester, Binding, Evidence, UnixTime, report_data};
+
+    /// The request both simulated CPU platforms' tests attest: report data over the
+    /// key `b"spki"`, model digest all 1s, config digest all 2s, no GPU. Returns the
+    /// report data and the evidence as a verifier would decode it off the wire.
+    pub(crate) fn attest_fixed(att: &impl Attester, now: UnixTime) -> ([u8; 64], Evidence) {
+        let rd = report_data(b"spki", None);
+        let binding = Binding {
+            model_digest: [1; 32],
+            config_digest: [2; 32],
+        };
+        let ev = att
+            .attest(&AttestRequest {
+                report_data: rd,
+                binding: Some(binding),
+                gpu: None,
+                now,
+            })
+            .unwrap();
+        (rd, Evidence::decode(&ev.encode()).unwrap())
+    }
+}
+
+#[cfg(test)]
 mod tests {
     use super::*;
-    use confide_attest::{Binding, TrustPolicy, report_data, verify_with};
+    use confide_attest::{TrustPolicy, verify_with};
     use confide_attest_snp::SnpVerifier;
 
     const NOW: UnixTime = UnixTime(1_780_000_000);
@@ -611,20 +636,7 @@ mod tests {
 
         let root = vendor.root_der().to_vec();
         let att = SimulatedAttester::new(vendor, measure_binary(b"node binary"));
-        let rd = report_data(b"spki", None);
-        let binding = Binding {
-            model_digest: [1; 32],
-            config_digest: [2; 32],
-        };
-        let ev = att
-            .attest(&AttestRequest {
-                report_data: rd,
-                binding: Some(binding),
-                gpu: None,
-                now,
-            })
-            .unwrap();
-        let ev = Evidence::decode(&ev.encode()).unwrap();
+        let (rd, ev) = crate::test_support::attest_fixed(&att, now);
 
         let production = TrustPolicy::production();
         let err = verify_with(&SnpVerifier::new(), None, &ev, &rd, now, &production).unwrap_err();

@@ -858,7 +858,7 @@ impl Attester for SimulatedTdxAttester {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use confide_attest::{Binding, Tcb, TrustPolicy, report_data, verify_with};
+    use confide_attest::{Tcb, TrustPolicy, verify_with};
     use confide_attest_tdx::TdxVerifier;
 
     #[test]
@@ -877,20 +877,7 @@ mod tests {
         m.rtmr[0] = [0xa0; 48];
         m.rtmr[2] = [0xa2; 48];
         let att = SimulatedTdxAttester::new(vendor, m);
-        let rd = report_data(b"spki", None);
-        let binding = Binding {
-            model_digest: [1; 32],
-            config_digest: [2; 32],
-        };
-        let ev = att
-            .attest(&AttestRequest {
-                report_data: rd,
-                binding: Some(binding),
-                gpu: None,
-                now,
-            })
-            .unwrap();
-        let ev = Evidence::decode(&ev.encode()).unwrap();
+        let (rd, ev) = crate::test_support::attest_fixed(&att, now);
         assert_eq!(ev.platform, Platform::SimulatedTdx);
 
         let err = verify_with(

@@ -261,35 +261,44 @@ async fn wrong_algorithms_truncation_and_tampering_are_refused() {
     );
 }
 
-#[tokio::test]
-async fn replayed_encapsulation_is_refused() {
-    let r = router(GatewayConfig::default());
-    let cfg = key_config(&r).await;
-    let (enc, _) = ClientRequest::new(&cfg)
+/// A fresh encapsulated health check, as a device would send it.
+fn health_encapsulation(cfg: &KeyConfig) -> Vec<u8> {
+    ClientRequest::new(cfg)
         .unwrap()
         .encapsulate(
             &Request::new("GET", "https", "g", "/v1/health").encode(),
             &mut OsRng,
         )
-        .unwrap();
-    let first = r
-        .clone()
-        .oneshot(post_gateway("message/ohttp-req", enc.clone(), "10.0.0.1:1"))
-        .await
-        .unwrap();
-    assert_eq!(first.status(), StatusCode::OK);
-    let again = r
-        .clone()
+        .unwrap()
+        .0
+}
+
+async fn post_encapsulated(r: &axum::Router, enc: Vec<u8>) -> axum::response::Response {
+    r.clone()
         .oneshot(post_gateway("message/ohttp-req", enc, "10.0.0.1:1"))
         .await
-        .unwrap();
+        .unwrap()
+}
+
+/// `enc` is served by `first`, then the same bytes sent to `second` (the same gateway,
+/// or another replica) are refused as a replay.
+async fn assert_replay_refused(first: &axum::Router, second: &axum::Router, enc: Vec<u8>) {
+    let served = post_encapsulated(first, enc.clone()).await;
+    assert_eq!(served.status(), StatusCode::OK);
     assert_eq!(
-        problem_type(again).await,
+        problem_type(post_encapsulated(second, enc).await).await,
         (
             StatusCode::BAD_REQUEST,
             "urn:confide:problem:replayed-request".into()
         )
     );
+}
+
+#[tokio::test]
+async fn replayed_encapsulation_is_refused() {
+    let r = router(GatewayConfig::default());
+    let cfg = key_config(&r).await;
+    assert_replay_refused(&r, &r, health_encapsulation(&cfg)).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -311,58 +320,14 @@ async fn replicas_sharing_redis_refuse_a_replay_seen_by_the_other() {
         ..GatewayConfig::default()
     });
     let cfg = key_config(&a).await;
-    let encapsulate = || {
-        ClientRequest::new(&cfg)
-            .unwrap()
-            .encapsulate(
-                &Request::new("GET", "https", "g", "/v1/health").encode(),
-                &mut OsRng,
-            )
-            .unwrap()
-            .0
-    };
-    let enc = encapsulate();
-    let first = a
-        .clone()
-        .oneshot(post_gateway("message/ohttp-req", enc.clone(), "10.0.0.1:1"))
-        .await
-        .unwrap();
-    assert_eq!(first.status(), StatusCode::OK);
     // Captured on its way to A, replayed to B: refused.
-    let again = b
-        .clone()
-        .oneshot(post_gateway("message/ohttp-req", enc, "10.0.0.1:1"))
-        .await
-        .unwrap();
-    assert_eq!(
-        problem_type(again).await,
-        (
-            StatusCode::BAD_REQUEST,
-            "urn:confide:problem:replayed-request".into()
-        )
-    );
+    assert_replay_refused(&a, &b, health_encapsulation(&cfg)).await;
     // A fresh request is served by B.
-    let fresh = b
-        .clone()
-        .oneshot(post_gateway(
-            "message/ohttp-req",
-            encapsulate(),
-            "10.0.0.1:1",
-        ))
-        .await
-        .unwrap();
+    let fresh = post_encapsulated(&b, health_encapsulation(&cfg)).await;
     assert_eq!(fresh.status(), StatusCode::OK);
     // With the shared store gone, a request is refused, never let through unchecked.
     drop(server);
-    let refused = a
-        .clone()
-        .oneshot(post_gateway(
-            "message/ohttp-req",
-            encapsulate(),
-            "10.0.0.1:1",
-        ))
-        .await
-        .unwrap();
+    let refused = post_encapsulated(&a, health_encapsulation(&cfg)).await;
     assert_eq!(
         problem_type(refused).await,
         (
