@@ -34,6 +34,9 @@ enum Command {
     /// TDX MRTD and RTMR0..2), and the release manifest that pins them.
     #[command(subcommand)]
     Measure(cmd::measure::MeasureCmd),
+    /// Build the node image's initramfs (deterministic cpio); see scripts/build-image.
+    #[command(subcommand)]
+    Image(cmd::image::ImageCmd),
     /// Audit a ledger: fetch tiles, recompute the tree, check consistency.
     Monitor(cmd::monitor::MonitorArgs),
     /// Verify hardware attestation evidence (SEV-SNP, TDX, NVIDIA, simulated).
@@ -84,9 +87,31 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    // Started by the kernel as the node image's /init: set the guest up, serve as its
+    // guest.toml says, and power off when the node stops (PID 1 must never exit).
+    if cmd::image::guest::is_init() {
+        let code = match cmd::image::guest::boot() {
+            Ok(argv) => match Cli::try_parse_from(argv) {
+                Ok(cli) => dispatch(cli),
+                Err(e) => {
+                    eprintln!("error: /etc/confide/guest.toml: node arguments: {e}");
+                    ExitCode::FAILURE
+                }
+            },
+            Err(e) => {
+                eprintln!("error: guest init: {e:#}");
+                ExitCode::FAILURE
+            }
+        };
+        eprintln!("confide: the node stopped ({code:?}); powering off");
+        cmd::image::guest::power_off();
+    }
     // A party started by `confide up` stops when `up` dies.
     cmd::up::exit_with_parent();
-    let cli = Cli::parse();
+    dispatch(Cli::parse())
+}
+
+fn dispatch(cli: Cli) -> ExitCode {
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -103,6 +128,7 @@ fn main() -> ExitCode {
             Command::Witness(c) => cmd::witness::run(c).await,
             Command::Release(c) => cmd::release::run(c).await,
             Command::Measure(c) => cmd::measure::run(c),
+            Command::Image(c) => cmd::image::run(c),
             Command::Monitor(a) => cmd::monitor::run(a).await,
             Command::Evidence(c) => cmd::evidence::run(c).await,
             Command::Issuer(c) => cmd::issuer::run(c).await,

@@ -6,6 +6,7 @@ pub mod demo;
 pub mod engine;
 pub mod evidence;
 pub mod gateway;
+pub mod image;
 pub mod issuer;
 pub mod ledger;
 pub mod measure;
