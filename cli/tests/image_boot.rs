@@ -84,6 +84,22 @@ fn free_port() -> u16 {
         .port()
 }
 
+/// `scripts/build-image` with this test build of `confide`, the simulated platform.
+fn build_image(out: &Path, model: &Path, ledger: &str) {
+    let built = Command::new(repo().join("scripts/build-image"))
+        .args(["--binary", BIN, "--platform", "simulated"])
+        .args(["--model", model.to_str().unwrap()])
+        .args(["--ledger", ledger])
+        .args(["--out", out.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(
+        built.status.success(),
+        "build-image: {}",
+        String::from_utf8_lossy(&built.stderr)
+    );
+}
+
 fn measure(image: &Path, ovmf: &str, initrd: &Path, append: &str) -> String {
     let out = confide(&[
         "measure",
@@ -170,18 +186,7 @@ async fn node_image_boots_under_qemu_and_answers_health() {
 
     // The image.
     let image = root.join("image");
-    let built = Command::new(repo().join("scripts/build-image"))
-        .args(["--binary", BIN, "--platform", "simulated"])
-        .args(["--model", model.to_str().unwrap()])
-        .args(["--ledger", &format!("http://{GUEST_LEDGER}")])
-        .args(["--out", image.to_str().unwrap()])
-        .output()
-        .unwrap();
-    assert!(
-        built.status.success(),
-        "build-image: {}",
-        String::from_utf8_lossy(&built.stderr)
-    );
+    build_image(&image, &model, &format!("http://{GUEST_LEDGER}"));
     for f in [
         "vmlinuz",
         "initrd.img",
@@ -282,5 +287,118 @@ async fn node_image_boots_under_qemu_and_answers_health() {
         first,
         measure(&image, ovmf, &other_initrd, append),
         "another initrd"
+    );
+}
+
+/// `confide release manifest --image` makes the release of an image; `confide release
+/// audit` against a second build of the same inputs in another directory says "match";
+/// a build with one input changed, a manifest with one field changed, and a published
+/// image with one file changed are each refused with what differs named.
+#[test]
+fn release_of_an_image_passes_audit_and_each_change_is_named() {
+    let model = common::model_path();
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    let ledger = "http://10.0.2.100:7300";
+    let (a, a2, b) = (root.join("a"), root.join("a2"), root.join("b"));
+    build_image(&a, &model, ledger);
+    build_image(&a2, &model, ledger);
+    build_image(&b, &model, "http://10.0.2.100:7301");
+    let m = model.to_str().unwrap();
+
+    let out = confide(&[
+        "release",
+        "manifest",
+        "--image",
+        a.to_str().unwrap(),
+        "--model",
+        m,
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let manifest_text = String::from_utf8(out.stdout).unwrap();
+    let entry = confide_release::LedgerEntry::from_document(&manifest_text).unwrap();
+    let confide_release::LedgerEntry::Release(release) = entry else {
+        panic!("not a release: {manifest_text}")
+    };
+    // The image's own binary measured itself: SHA-384 of the file the initrd holds.
+    use sha2::Digest;
+    let bin = std::fs::read(a.join("confide")).unwrap();
+    assert_eq!(release.measurement, sha2::Sha384::digest(&bin).to_vec());
+    let recipe = std::fs::read(a.join("recipe.txt")).unwrap();
+    assert_eq!(
+        release.build_recipe_digest,
+        <[u8; 32]>::from(sha2::Sha256::digest(&recipe))
+    );
+    let manifest = root.join("release.toml");
+    std::fs::write(&manifest, &manifest_text).unwrap();
+    let audit = |manifest: &Path, published: &Path, rebuilt: &Path| {
+        confide(&[
+            "release",
+            "audit",
+            manifest.to_str().unwrap(),
+            "--image",
+            published.to_str().unwrap(),
+            "--model",
+            m,
+            "--rebuilt",
+            rebuilt.to_str().unwrap(),
+        ])
+    };
+
+    let ok = audit(&manifest, &a, &a2);
+    let stdout = String::from_utf8_lossy(&ok.stdout);
+    assert!(
+        ok.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    assert!(stdout.starts_with("match:"), "{stdout}");
+
+    // One input changed (the ledger the node is built to use): named, with the files
+    // it changed.
+    let bad = audit(&manifest, &a, &b);
+    let stdout = String::from_utf8_lossy(&bad.stdout);
+    assert_eq!(bad.status.code(), Some(1), "{stdout}");
+    assert!(stdout.starts_with("MISMATCH"), "{stdout}");
+    assert!(
+        stdout.contains(
+            "input option ledger: published http://10.0.2.100:7300, rebuilt http://10.0.2.100:7301"
+        ),
+        "{stdout}"
+    );
+    assert!(stdout.contains("file initrd.img"), "{stdout}");
+    assert!(stdout.contains("file guest.toml"), "{stdout}");
+
+    // A manifest that does not describe the image.
+    let other = root.join("other.toml");
+    std::fs::write(
+        &other,
+        manifest_text.replace(&hex::encode(release.build_recipe_digest), &"ab".repeat(32)),
+    )
+    .unwrap();
+    let bad = audit(&other, &a, &a2);
+    let stdout = String::from_utf8_lossy(&bad.stdout);
+    assert_eq!(bad.status.code(), Some(1), "{stdout}");
+    assert!(
+        stdout.contains("manifest build_recipe_digest abab"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("release field build_recipe_digest"),
+        "{stdout}"
+    );
+
+    // A published image whose file no longer matches its SHA256SUMS.
+    std::fs::write(a2.join("cmdline"), "console=ttyS0 init=/bin/sh\n").unwrap();
+    let bad = audit(&manifest, &a, &a2);
+    assert_eq!(bad.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&bad.stderr);
+    assert!(
+        stderr.contains("cmdline does not match SHA256SUMS"),
+        "{stderr}"
     );
 }

@@ -21,6 +21,13 @@ pub enum ReleaseCmd {
     /// XML signature, its certificate chain to NVIDIA's RIM root and its validity are
     /// checked first; nothing is fetched from NVIDIA.
     GpuReference(GpuReferenceArgs),
+    /// The release manifest of an image `scripts/build-image` wrote: measurement (the
+    /// image's own binary measures itself on simulated platforms), model and
+    /// configuration digests, source revision and build-recipe digest.
+    Manifest(super::image::release::ManifestArgs),
+    /// Rebuild a release's image from its source revision (or compare with --rebuilt)
+    /// and say "match", or name every input, file and release field that differs.
+    Audit(super::image::release::AuditArgs),
 }
 
 /// Arguments of `confide release gpu-reference`.
@@ -92,6 +99,8 @@ pub async fn run(cmd: ReleaseCmd) -> anyhow::Result<ExitCode> {
             super::ledger::submit(&a.ledger, &key, &bytes).await
         }
         ReleaseCmd::GpuReference(a) => gpu_reference(&a),
+        ReleaseCmd::Manifest(a) => super::image::release::manifest(&a),
+        ReleaseCmd::Audit(a) => super::image::release::audit(&a),
     }
 }
 

@@ -683,7 +683,7 @@ impl Stack {
             if published.contains(&measurement) {
                 continue;
             }
-            let manifest = release_manifest(&m, revision, &recipe, now)?;
+            let manifest = release_manifest(&m, revision, &recipe, now, UP_NOTES)?;
             let mfile = p(&format!("node-{i}/release.toml"));
             std::fs::write(&mfile, manifest)?;
             tool(
@@ -869,7 +869,7 @@ impl Stack {
         let out = tool(logs, &format!("{name}-measure"), &argv).await?;
         let m: serde_json::Value =
             serde_json::from_str(&out).context("node measure printed no JSON")?;
-        let manifest = release_manifest(&m, revision, recipe, now)?;
+        let manifest = release_manifest(&m, revision, recipe, now, UP_NOTES)?;
         let mfile = self.dir.join(name).join("release.toml");
         std::fs::write(&mfile, manifest)?;
         let mfile = mfile.to_string_lossy().into_owned();
@@ -958,11 +958,15 @@ fn issuer_key_ids(init_output: &str) -> anyhow::Result<Vec<[u8; 32]>> {
 /// The release manifest (TOML, as `confide release publish` takes it) approving the node
 /// `confide node measure` described in `m`: its platform, every register a release pins
 /// (the SEV-SNP guest policy, TDX RTMRs), model and configuration digests.
-fn release_manifest(
+/// The notes of the releases `up` publishes.
+const UP_NOTES: &str = "confide up: SIMULATED node (no hardware protection), development only";
+
+pub(crate) fn release_manifest(
     m: &serde_json::Value,
     revision: &str,
     recipe: &str,
     now: u64,
+    notes: &str,
 ) -> anyhow::Result<String> {
     let field = |k: &str| {
         m.get(k)
@@ -994,10 +998,11 @@ fn release_manifest(
         "kind = \"release\"\nplatform = \"{}\"\nmeasurement = \"{measurement}\"\n{pins}model_digest = \"{model_digest}\"\n\
          config_digest = \"{config_digest}\"\n\
          source_revision = \"{revision}\"\nbuild_recipe_digest = \"{recipe}\"\nnot_before = {}\nnot_after = {}\n\
-         notes = \"confide up: SIMULATED node (no hardware protection), development only\"\n{gpu_table}",
+         notes = {}\n{gpu_table}",
         field("platform")?,
         now.saturating_sub(300),
-        now + 30 * 86_400
+        now + 30 * 86_400,
+        toml::Value::String(notes.to_owned()),
     ))
 }
 

@@ -4,6 +4,7 @@
 
 pub mod guest;
 mod netlink;
+pub mod release;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
