@@ -62,8 +62,7 @@ fn ask_consent(a: &DemoArgs, chat: &Path, messages: usize, bytes: usize) -> bool
 }
 
 fn default_chat() -> PathBuf {
-    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/chat-whatsapp.txt");
-    p.canonicalize().unwrap_or(p)
+    super::in_source_tree("examples/chat-whatsapp.txt")
 }
 
 /// Run the demo.

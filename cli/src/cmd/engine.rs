@@ -2,7 +2,7 @@
 //! from the command line, and inspect a model file.
 
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 
@@ -103,12 +103,10 @@ impl TuningArgs {
 }
 
 /// Where named models live: `$CONFIDE_MODELS_DIR`, or `models/` of this source tree
-/// (where `scripts/fetch-model` installs them).
+/// (where `scripts/fetch-model` installs them; see [`super::source_tree`]).
 pub fn models_dir() -> PathBuf {
-    std::env::var_os("CONFIDE_MODELS_DIR").map_or_else(
-        || Path::new(env!("CARGO_MANIFEST_DIR")).join("../models"),
-        PathBuf::from,
-    )
+    std::env::var_os("CONFIDE_MODELS_DIR")
+        .map_or_else(|| super::in_source_tree("models"), PathBuf::from)
 }
 
 /// `--model`: a name from `scripts/fetch-model` or a path.

@@ -33,7 +33,7 @@
 
 mod components;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -577,7 +577,8 @@ pub async fn run(a: BenchArgs) -> anyhow::Result<ExitCode> {
     if !a.engine_only {
         eprintln!("bench: attestation, ledger and tokens");
         let effort = plan.effort;
-        let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        let repo = crate::cmd::source_tree()
+            .context("cannot find the source tree (its testdata/): set CONFIDE_SOURCE_TREE")?;
         let parts = tokio::task::spawn_blocking(move || -> anyhow::Result<Vec<Row>> {
             let mut v = components::attestation(&repo, effort)?;
             v.extend(components::ledger(effort)?);
@@ -713,8 +714,7 @@ async fn private_path(
 ) -> anyhow::Result<Vec<PartyMemory>> {
     use super::up::{Stack, UpArgs, unix_now};
     let max_tokens = if a.smoke { 16 } else { 64 };
-    let sample =
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/chat-whatsapp.txt");
+    let sample = crate::cmd::in_source_tree("examples/chat-whatsapp.txt");
     let bytes = Zeroizing::new(
         std::fs::read(&sample).with_context(|| format!("cannot read {}", sample.display()))?,
     );
