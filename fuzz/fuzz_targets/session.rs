@@ -27,7 +27,7 @@ use confide_ratls::{
     NodePolicy, NodeVerifier,
 };
 use confide_session::receipt::ReceiptBody;
-use confide_session::{ClientEngine, MAX_PADDING, ServerEngine, SessionLimits};
+use confide_session::{ClientEngine, HEADER_LEN, MAX_PADDING, ServerEngine, SessionLimits};
 use libfuzzer_sys::fuzz_target;
 
 const NOW: u64 = 1_790_000_000;
@@ -37,6 +37,18 @@ const LIMITS: SessionLimits = SessionLimits {
     max_incoming_batch: 1 << 16,
     max_inbox: 1024,
 };
+
+/// The kind byte of a padding frame (docs/sessions.md); the engine keeps its kind codes
+/// to itself.
+const PADDING_KIND: u8 = 5;
+
+/// The kind byte and announced payload length of the frame header at the start of
+/// `rest`, if a whole header is there.
+fn header(rest: &[u8]) -> Option<(u8, usize)> {
+    let h = rest.get(..HEADER_LEN)?;
+    let len = u32::from_be_bytes([h[1], h[2], h[3], h[4]]);
+    Some((h[0], usize::try_from(len).unwrap_or(usize::MAX)))
+}
 
 /// The node's evidence is opaque to the server side, which never verifies itself; any
 /// bytes make a well-formed node certificate.
@@ -240,32 +252,30 @@ fuzz_target!(|data: &[u8]| {
                     seen.push(frame);
                 }
             }
-            // Walk the input as the frame format reads it: each frame is 5 header bytes
-            // plus its payload; padding frames (kind 5) are checked and dropped, every
-            // other frame is yielded, in input order.
+            // Walk the input as the frame format reads it: each frame is a header plus
+            // its payload; padding frames are checked and dropped, every other frame is
+            // yielded, in input order.
             let mut at = 0usize;
             let mut frames = seen.iter();
-            while body.len() - at >= 5 {
-                let len =
-                    u32::from_be_bytes([body[at + 1], body[at + 2], body[at + 3], body[at + 4]]);
-                let len = usize::try_from(len).unwrap_or(usize::MAX);
-                if body[at] == 5 {
-                    if len > body.len() - at - 5 {
+            while let Some((kind, len)) = header(&body[at..]) {
+                let start = at + HEADER_LEN;
+                if kind == PADDING_KIND {
+                    if len > body.len() - start {
                         break;
                     }
                     if !failed {
                         assert!(len <= MAX_PADDING, "accepted padding is bounded");
-                        assert!(body[at + 5..at + 5 + len].iter().all(|&b| b == 0));
+                        assert!(body[start..start + len].iter().all(|&b| b == 0));
                     }
-                    at += 5 + len;
+                    at = start + len;
                     continue;
                 }
                 let Some(frame) = frames.next() else {
                     break;
                 };
-                let end = at + 5 + frame.payload().len();
+                let end = start + frame.payload().len();
                 assert!(end <= body.len());
-                assert_eq!(&body[at + 5..end], frame.payload());
+                assert_eq!(&body[start..end], frame.payload());
                 at = end;
             }
             assert!(
@@ -275,18 +285,15 @@ fuzz_target!(|data: &[u8]| {
             if failed {
                 // A failed engine refuses everything after.
                 assert!(node.put_incoming(&[], now).is_err());
-            } else if body.len() - at >= 5 {
+            } else if let Some((kind, len)) = header(&body[at..]) {
                 // What is left over is an incomplete frame whose announced length is
                 // within its limit.
-                let len =
-                    u32::from_be_bytes([body[at + 1], body[at + 2], body[at + 3], body[at + 4]]);
-                let len = usize::try_from(len).unwrap_or(usize::MAX);
-                let limit = if body[at] == 5 {
+                let limit = if kind == PADDING_KIND {
                     MAX_PADDING
                 } else {
                     LIMITS.max_frame_payload
                 };
-                assert!(len <= limit && len > body.len() - at - 5);
+                assert!(len <= limit && len > body.len() - at - HEADER_LEN);
             }
         }
     }
