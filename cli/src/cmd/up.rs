@@ -568,7 +568,7 @@ impl Stack {
         let model_s = model.to_string_lossy().into_owned();
         let max_tokens = a.max_tokens.to_string();
         let revision = option_env!("CONFIDE_SOURCE_REVISION").unwrap_or("local-build");
-        let recipe = sha256_file(&exe()?)?;
+        let recipe = hex::encode(super::image::release::sha256_file(&exe()?)?);
         let embedded = |ndir: &str, platform: SimPlatform| -> Vec<String> {
             [
                 "--dir",
@@ -1012,12 +1012,6 @@ fn find_value(lines: &[String], prefix: &str) -> Option<String> {
         .find_map(|l| l.strip_prefix(prefix))
         .map(|v| v.trim().to_owned())
         .filter(|v| !v.is_empty())
-}
-
-fn sha256_file(path: &Path) -> anyhow::Result<String> {
-    use sha2::Digest;
-    let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
-    Ok(hex::encode(sha2::Sha256::digest(&bytes)))
 }
 
 fn write_secret(path: &Path, secret: &str) -> anyhow::Result<()> {

@@ -77,7 +77,10 @@ impl Image {
             if name.contains('/') {
                 bail!("SHA256SUMS names {name:?}, outside the image directory");
             }
-            let actual = hex::encode(Sha256::digest(read(name)?));
+            // Streamed: the initrd holds the model (over a gigabyte by default).
+            let actual = hex::encode(sha256_file(&dir.join(name)).with_context(|| {
+                format!("{}: no {name} (not an image directory?)", dir.display())
+            })?);
             if actual != digest {
                 bail!(
                     "{}/{name} does not match SHA256SUMS (listed {digest}, file {actual})",
@@ -100,11 +103,16 @@ impl Image {
         let inputs = parse_inputs(
             &String::from_utf8(read("inputs.txt")?).context("inputs.txt: not UTF-8")?,
         )?;
+        // recipe.txt was hashed against SHA256SUMS above: its digest is that entry.
+        let recipe_digest = hex::decode(&sums["recipe.txt"])
+            .ok()
+            .and_then(|d| <[u8; 32]>::try_from(d).ok())
+            .context("SHA256SUMS: recipe.txt's digest is not 64 hex digits")?;
         Ok(Self {
             dir: dir.to_owned(),
             sums,
             inputs,
-            recipe_digest: Sha256::digest(read("recipe.txt")?).into(),
+            recipe_digest,
         })
     }
 
@@ -172,7 +180,8 @@ fn compare(
     }
 }
 
-fn sha256_file(path: &Path) -> anyhow::Result<[u8; 32]> {
+/// SHA-256 of a file, read in pieces.
+pub(crate) fn sha256_file(path: &Path) -> anyhow::Result<[u8; 32]> {
     let mut f =
         std::fs::File::open(path).with_context(|| format!("cannot read {}", path.display()))?;
     let mut h = Sha256::new();
