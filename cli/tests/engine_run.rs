@@ -179,6 +179,7 @@ fn bench_prints_every_row_with_its_baseline() {
         "total tokens/s, 4 requests at once",
         "total tokens/s, 8 requests at once",
         "llama.cpp raw loop, total tokens/s, 4 sequences per batch",
+        "llama.cpp raw loop, total tokens/s, 16 sequences per batch",
         "engine, total tokens/s, 4 requests at once",
         "private summary, first line, new session",
         "private summary, first line, established session",

@@ -9,7 +9,8 @@
 //! - total tokens/s with 4 and 8 requests at once against one request alone, on the
 //!   same engine (continuous batching); and what batching can give at all on this CPU:
 //!   llama.cpp's raw loop with 4 sequences per batch against 1 (`raw_batched_loop`),
-//!   and the engine's 4 requests against that loop;
+//!   the same loop with 16 sequences (how far batching goes on this CPU at all), and
+//!   the engine's 4 requests against the 4-sequence loop;
 //! - the cost of the traffic shape (docs/sessions.md): bytes on the wire of a streamed
 //!   answer's text and the time until its first text leaves the node, as the node sends
 //!   them (padded units on the default tick) against one unpadded record per piece as
@@ -533,7 +534,7 @@ pub async fn run(a: BenchArgs) -> anyhow::Result<ExitCode> {
         tokio::task::spawn_blocking(move || raw_batched_loop(&path, threads, &p, max, n))
     };
     let (mut single, mut four, mut eight) = (Vec::new(), Vec::new(), Vec::new());
-    let (mut raw1, mut raw4) = (Vec::new(), Vec::new());
+    let (mut raw1, mut raw4, mut raw16) = (Vec::new(), Vec::new(), Vec::new());
     batch_rate(&engine, &messages, params, 1).await?;
     for _ in 0..conc_repeats {
         single.push(batch_rate(&engine, &messages, params, 1).await?);
@@ -541,6 +542,9 @@ pub async fn run(a: BenchArgs) -> anyhow::Result<ExitCode> {
         eight.push(batch_rate(&engine, &messages, params, 8).await?);
         raw1.push(raw_batched(1).await??);
         raw4.push(raw_batched(4).await??);
+        // The ceiling: a batch much wider than 4. Where decoding is compute-bound (a
+        // few CPU cores), even this gains little, and no scheduler can beat it at 4.
+        raw16.push(raw_batched(16).await??);
     }
     rows.push(row(
         &format!("total tokens/s, 4 requests at once ({short}-token prompt)"),
@@ -560,8 +564,15 @@ pub async fn run(a: BenchArgs) -> anyhow::Result<ExitCode> {
         "llama.cpp raw loop, total tokens/s, 4 sequences per batch",
         "tokens/s",
         "llama.cpp raw loop, 1 sequence",
-        raw1,
+        raw1.clone(),
         raw4.clone(),
+    ));
+    rows.push(row(
+        "llama.cpp raw loop, total tokens/s, 16 sequences per batch",
+        "tokens/s",
+        "llama.cpp raw loop, 1 sequence",
+        raw1,
+        raw16,
     ));
     rows.push(row(
         "engine, total tokens/s, 4 requests at once",
