@@ -567,6 +567,41 @@ struct Worker {
     outstanding: Arc<AtomicUsize>,
 }
 
+/// The ggml device index of CUDA device `ordinal`, or why there is none. The three
+/// causes get three messages: an operator who asked for a GPU must learn whether to
+/// rebuild, to fix the driver or VM, or to pick another ordinal.
+fn cuda_device(ordinal: usize) -> Result<usize, EngineError> {
+    if !cfg!(feature = "cuda") {
+        return Err(EngineError::GpuUnavailable(
+            "this build has no CUDA backend (build with the `cuda` feature)".into(),
+        ));
+    }
+    let gpus: Vec<_> = llama_cpp_2::list_llama_ggml_backend_devices()
+        .into_iter()
+        .filter(|d| {
+            d.backend == "CUDA" && d.device_type == llama_cpp_2::LlamaBackendDeviceType::Gpu
+        })
+        .collect();
+    if gpus.is_empty() {
+        return Err(EngineError::GpuUnavailable(
+            "the CUDA backend finds no device (no NVIDIA driver loaded, or no GPU visible to \
+             this machine)"
+                .into(),
+        ));
+    }
+    match gpus.get(ordinal) {
+        Some(d) => Ok(d.index),
+        None => Err(EngineError::GpuUnavailable(format!(
+            "CUDA device {ordinal} does not exist: {} found ({})",
+            gpus.len(),
+            gpus.iter()
+                .map(|d| d.description.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ))),
+    }
+}
+
 fn inference(what: &str, e: impl std::fmt::Display) -> EngineError {
     // llama.cpp's errors are status codes and parameter names, never tensor or token
     // contents, so they are safe to keep.
@@ -585,15 +620,15 @@ impl Worker {
             let backend = backend()?;
             let mut params = LlamaModelParams::default();
             if let Backend::Cuda(ordinal) = choice {
-                if !backend.supports_gpu_offload() {
-                    return Err(EngineError::Inference(
-                        "llama.cpp was not compiled with CUDA support (build with the `cuda` feature)"
-                            .into(),
-                    ));
-                }
+                // One GPU, every layer: the device is named explicitly, because llama.cpp's
+                // default would split the layers over every GPU it sees.
+                let device = cuda_device(ordinal)?;
                 params = params
                     .with_n_gpu_layers(u32::MAX)
-                    .with_main_gpu(i32::try_from(ordinal).unwrap_or(0));
+                    .with_devices(&[device])
+                    .map_err(|e| {
+                        EngineError::GpuUnavailable(format!("CUDA device {ordinal}: {e}"))
+                    })?;
             } else {
                 params = params.with_n_gpu_layers(0);
             }

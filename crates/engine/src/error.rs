@@ -109,6 +109,10 @@ pub enum EngineError {
     /// llama.cpp failed while loading or running the model.
     #[error("inference failed: {0}")]
     Inference(String),
+    /// The GPU the options ask for cannot be used: this build has no CUDA backend, the
+    /// backend sees no device, or the ordinal names a device that does not exist.
+    #[error("GPU unavailable: {0}")]
+    GpuUnavailable(String),
     /// Every sequence is busy and the waiting queue is full; try again later.
     #[error("the engine is busy: {limit} requests are already running or waiting")]
     Busy {
@@ -158,6 +162,7 @@ impl EngineError {
             Self::InvalidParameter { .. } => "invalid_parameter",
             Self::ContextOverflow { .. } => "context_overflow",
             Self::Inference(_) => "inference",
+            Self::GpuUnavailable(_) => "gpu_unavailable",
             Self::Busy { .. } => "busy",
             Self::WorkerGone => "worker_gone",
             Self::UpstreamUrl(_) => "upstream_url",

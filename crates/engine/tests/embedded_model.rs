@@ -253,18 +253,31 @@ fn reports_the_model_digest_and_refuses_a_wrong_one() {
     }
 }
 
-#[cfg(not(feature = "cuda"))]
+/// Asking for a GPU that cannot be used fails at load with a typed error that says which
+/// of the causes it is: without the `cuda` feature, the build; with it, a device ordinal
+/// no machine has (so the test holds on a GPU machine too).
 #[test]
-fn cuda_backend_without_the_feature_is_a_typed_error() {
+fn unusable_gpu_is_a_typed_error_naming_the_cause() {
     let err = EmbeddedEngine::load(
         &common::model_path(),
         &LoadOptions {
-            backend: confide_engine::Backend::Cuda(0),
+            backend: confide_engine::Backend::Cuda(999),
             ..LoadOptions::default()
         },
     )
     .unwrap_err();
-    assert!(matches!(err, EngineError::Inference(_)), "{err:?}");
+    let EngineError::GpuUnavailable(why) = &err else {
+        panic!("expected GpuUnavailable, got {err:?}");
+    };
+    assert_eq!(err.kind(), "gpu_unavailable");
+    if cfg!(feature = "cuda") {
+        assert!(
+            why.contains("CUDA device 999 does not exist") || why.contains("finds no device"),
+            "{why}"
+        );
+    } else {
+        assert!(why.contains("`cuda` feature"), "{why}");
+    }
 }
 
 #[test]
