@@ -108,9 +108,10 @@ pub enum Backend {
     /// The CPU (the default).
     #[default]
     Cpu,
-    /// An NVIDIA GPU by ordinal, every layer offloaded. Needs the crate's `cuda`
-    /// feature (llama.cpp's CUDA backend); without it, loading fails with
-    /// [`EngineError::Inference`] saying so.
+    /// An NVIDIA GPU by ordinal, every layer offloaded to it alone. Needs the crate's
+    /// `cuda` feature (llama.cpp's CUDA backend); without it, with no device visible or
+    /// with an ordinal beyond the devices, loading fails with
+    /// [`EngineError::GpuUnavailable`] saying which.
     Cuda(usize),
 }
 
@@ -602,6 +603,26 @@ fn cuda_device(ordinal: usize) -> Result<usize, EngineError> {
     }
 }
 
+/// How llama.cpp loads the weights for `choice`; the engine and the benchmark's raw
+/// baselines both load through here, so a baseline runs where the engine runs.
+fn model_params(choice: Backend) -> Result<LlamaModelParams, EngineError> {
+    let params = LlamaModelParams::default();
+    match choice {
+        // llama.cpp's default offloads every layer to whatever GPU it finds; the CPU
+        // choice must stay on the CPU even in a `cuda` build on a GPU machine.
+        Backend::Cpu => Ok(params.with_n_gpu_layers(0)),
+        // One GPU, every layer: the device is named explicitly, because llama.cpp's
+        // default would split the layers over every GPU it sees.
+        Backend::Cuda(ordinal) => {
+            let device = cuda_device(ordinal)?;
+            params
+                .with_n_gpu_layers(u32::MAX)
+                .with_devices(&[device])
+                .map_err(|e| EngineError::GpuUnavailable(format!("CUDA device {ordinal}: {e}")))
+        }
+    }
+}
+
 fn inference(what: &str, e: impl std::fmt::Display) -> EngineError {
     // llama.cpp's errors are status codes and parameter names, never tensor or token
     // contents, so they are safe to keep.
@@ -618,20 +639,7 @@ impl Worker {
     ) {
         let loaded = (|| {
             let backend = backend()?;
-            let mut params = LlamaModelParams::default();
-            if let Backend::Cuda(ordinal) = choice {
-                // One GPU, every layer: the device is named explicitly, because llama.cpp's
-                // default would split the layers over every GPU it sees.
-                let device = cuda_device(ordinal)?;
-                params = params
-                    .with_n_gpu_layers(u32::MAX)
-                    .with_devices(&[device])
-                    .map_err(|e| {
-                        EngineError::GpuUnavailable(format!("CUDA device {ordinal}: {e}"))
-                    })?;
-            } else {
-                params = params.with_n_gpu_layers(0);
-            }
+            let params = model_params(choice)?;
             let model =
                 LlamaModel::load_from_file(backend, sealed.proc_path(), &params).map_err(|e| {
                     EngineError::InvalidModel(format!("llama.cpp could not load it: {e}"))
@@ -894,11 +902,11 @@ pub fn raw_greedy_loop(
     })
 }
 
-/// The model and context of the raw baselines: llama.cpp's defaults, our thread count,
-/// one batch as large as the cache.
+/// The model and context of the raw baselines: loaded as the engine loads it on the
+/// CPU, llama.cpp's context defaults, our thread count, one batch as large as the cache.
 fn raw_model(path: &Path) -> Result<(&'static LlamaBackend, LlamaModel), EngineError> {
     let backend = backend()?;
-    let model = LlamaModel::load_from_file(backend, path, &LlamaModelParams::default())
+    let model = LlamaModel::load_from_file(backend, path, &model_params(Backend::Cpu)?)
         .map_err(|e| inference("load", e))?;
     Ok((backend, model))
 }
